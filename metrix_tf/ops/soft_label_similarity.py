@@ -1,0 +1,108 @@
+"""The soft-label similarity core that every loss in the library stands on.
+
+METRIX.md section 2: anchors (embeddings, labels) are scored against
+candidates (embeddings, label_a, label_b, lam). The result is a similarity
+matrix and a soft-label matrix
+
+    y[i, j] = lam[j] * [label_a[j] == anchor_label[i]]
+              + (1 - lam[j]) * [label_b[j] == anchor_label[i]].
+
+A clean batch is the special case lam = 1, label_a = label_b, with the
+self-pairs excluded. An excluded pair (the self-pair, or a pair a Metrix
+scoring rule does not score) carries the soft label `NOT_A_PAIR` (-1): it is
+neither a positive nor a negative. `pair_weights` turns soft labels into the
+positive weight y and the negative weight 1 - y of the generic loss, both 0
+for excluded pairs.
+"""
+
+import tensorflow as tf
+
+NOT_A_PAIR = -1.0
+
+
+def soft_label_similarity_reference(
+    anchors,
+    anchor_labels,
+    candidates,
+    candidate_labels_a,
+    candidate_labels_b,
+    lam,
+    exclude_self=False,
+):
+    """Pure-TensorFlow soft-label similarity (the path without the op).
+
+    Args:
+        anchors: float tensor of shape `(M, D)`.
+        anchor_labels: int tensor of shape `(M,)`.
+        candidates: float tensor of shape `(N, D)`, same dtype as `anchors`.
+        candidate_labels_a: int tensor of shape `(N,)`: first source label.
+        candidate_labels_b: int tensor of shape `(N,)`: second source label.
+        lam: float tensor of shape `(N,)`: weight of the first source.
+        exclude_self: if True, the pairs (i, i) get the soft label
+            `NOT_A_PAIR` (use when the candidates are the anchors).
+
+    Returns:
+        `(similarity, soft_labels)`, both of shape `(M, N)` and the dtype of
+        `anchors`. `similarity = anchors @ candidates^T` (cosine similarity
+        when the rows are L2-normalised); gradients flow to `anchors` and
+        `candidates` only.
+    """
+    similarity = tf.matmul(anchors, candidates, transpose_b=True)
+    dtype = similarity.dtype
+    anchor_labels = tf.expand_dims(anchor_labels, 1)
+    same_a = tf.cast(tf.equal(anchor_labels, candidate_labels_a[None, :]), dtype)
+    same_b = tf.cast(tf.equal(anchor_labels, candidate_labels_b[None, :]), dtype)
+    lam = tf.cast(lam, dtype)[None, :]
+    soft_labels = lam * same_a + (1.0 - lam) * same_b
+    if exclude_self:
+        m = tf.shape(similarity)[0]
+        n = tf.shape(similarity)[1]
+        diagonal = tf.equal(
+            tf.range(m)[:, None], tf.range(n)[None, :]
+        )
+        soft_labels = tf.where(
+            diagonal, tf.constant(NOT_A_PAIR, dtype), soft_labels
+        )
+    return similarity, tf.stop_gradient(soft_labels)
+
+
+def soft_label_similarity(
+    anchors,
+    anchor_labels,
+    candidates,
+    candidate_labels_a,
+    candidate_labels_b,
+    lam,
+    exclude_self=False,
+):
+    """Soft-label similarity: the compiled op when loaded, else pure TF.
+
+    Same arguments and results as `soft_label_similarity_reference`.
+    """
+    return soft_label_similarity_reference(
+        anchors,
+        anchor_labels,
+        candidates,
+        candidate_labels_a,
+        candidate_labels_b,
+        lam,
+        exclude_self=exclude_self,
+    )
+
+
+def pair_weights(soft_labels):
+    """Positive and negative weights of the generic loss.
+
+    Args:
+        soft_labels: float tensor of soft labels in [0, 1], or `NOT_A_PAIR`.
+
+    Returns:
+        `(positive, negative)`: `y` and `1 - y`, both 0 where the entry is
+        `NOT_A_PAIR`.
+    """
+    scored = soft_labels >= 0.0
+    zeros = tf.zeros_like(soft_labels)
+    return (
+        tf.where(scored, soft_labels, zeros),
+        tf.where(scored, 1.0 - soft_labels, zeros),
+    )
