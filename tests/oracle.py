@@ -1,0 +1,382 @@
+"""Naive numpy oracle for the metric losses, clean and with Metrix.
+
+Written from ../shared/docs/METRIX.md (sections 2 to 4) and issue 2, not from
+the implementation: plain Python loops over anchors and pairs, in float64.
+Every function takes raw (not necessarily unit) embeddings and normalises
+them itself, like the library does. Tests import this file as a plain module
+(`import oracle`): pytest puts `tests/` on `sys.path`.
+
+Conventions:
+    labels: a sequence of `B` integers.
+    embeddings: an array of shape `(B, D)`.
+    proxies: an array of shape `(C, D)` (proxy anchor only).
+    mix: a `MixSpec` (strategy, scoring, lam, weight) or None for the clean
+        loss. Strategies "positive_negative", "anchor_negative" and "both";
+        "random" picks at run time and is not an oracle strategy.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+STRATEGIES = ("positive_negative", "anchor_negative")
+SCORINGS = ("per_anchor", "all_pairs")
+
+
+@dataclasses.dataclass(frozen=True)
+class MixSpec:
+    """Metrix at the embedding level with a fixed lam.
+
+    Attributes:
+        strategy: "positive_negative", "anchor_negative" or "both".
+        scoring: "per_anchor" or "all_pairs".
+        lam: weight of the first source of every mix, in [0, 1].
+        weight: a float, or a dict {strategy: weight}.
+    """
+
+    strategy: str
+    scoring: str
+    lam: float
+    weight: object = 0.4
+
+    def strategies(self):
+        if self.strategy == "both":
+            return STRATEGIES
+        if self.strategy in STRATEGIES:
+            return (self.strategy,)
+        raise ValueError(f"oracle strategy must be explicit: {self.strategy!r}")
+
+    def weight_of(self, strategy):
+        if isinstance(self.weight, dict):
+            return float(self.weight[strategy])
+        return float(self.weight)
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def normalize(x):
+    """Row-wise L2 normalisation in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _as_labels(labels):
+    return [int(round(float(v))) for v in np.asarray(labels).reshape(-1)]
+
+
+def similarity(u, v):
+    """Cosine similarity of two unit vectors: a plain sum of products."""
+    return float(sum(float(a) * float(b) for a, b in zip(u, v)))
+
+
+def distance(s):
+    """Euclidean distance of two unit vectors with similarity `s`."""
+    return math.sqrt(max(2.0 - 2.0 * s, 0.0))
+
+
+def average_non_zero(values):
+    """Sum of the strictly positive values / their count; 0 when none."""
+    kept = [v for v in values if v > 0.0]
+    return sum(kept) / len(kept) if kept else 0.0
+
+
+def has_positive(labels, i):
+    """Whether example `i` has another example with its label."""
+    return any(labels[k] == labels[i] for k in range(len(labels)) if k != i)
+
+
+def mix_vector(unit, i, j, lam):
+    """normalise(lam e_i + (1 - lam) e_j)."""
+    v = lam * unit[i] + (1.0 - lam) * unit[j]
+    return v / math.sqrt(sum(float(c) * float(c) for c in v))
+
+
+def soft_label(labels, i, j, lam, anchor_class):
+    """y of mix(i, j) relative to an anchor of class `anchor_class`."""
+    return lam * float(labels[i] == anchor_class) + (1.0 - lam) * float(
+        labels[j] == anchor_class
+    )
+
+
+def mix_sources(labels, strategy):
+    """The (first, second) source indices of every mix of a strategy.
+
+    positive_negative: every ordered (p, n) with p having a positive in the
+    batch and label_n != label_p. anchor_negative: every (a, n) with a having
+    no positive and label_n != label_a.
+    """
+    labels = _as_labels(labels)
+    b = len(labels)
+    pairs = []
+    for i in range(b):
+        if strategy == "positive_negative" and not has_positive(labels, i):
+            continue
+        if strategy == "anchor_negative" and has_positive(labels, i):
+            continue
+        for j in range(b):
+            if labels[j] != labels[i]:
+                pairs.append((i, j))
+    return pairs
+
+
+def scored_entries(labels, strategy, scoring, lam):
+    """(anchor index, (i, j), y) for the pairwise losses.
+
+    per_anchor: positive_negative mix(p, n) counts for every a != p with
+    label_a == label_p; anchor_negative mix(a, n) counts for a only.
+    all_pairs: every mix counts for every anchor of the batch.
+    """
+    labels = _as_labels(labels)
+    b = len(labels)
+    entries = []
+    for i, j in mix_sources(labels, strategy):
+        if scoring == "all_pairs":
+            anchors = range(b)
+        elif strategy == "positive_negative":
+            anchors = [a for a in range(b) if a != i and labels[a] == labels[i]]
+        else:
+            anchors = [i]
+        for a in anchors:
+            entries.append((a, (i, j), soft_label(labels, i, j, lam, labels[a])))
+    return entries
+
+
+def proxy_entries(labels, num_classes, strategy, scoring, lam):
+    """(proxy class, (i, j), y) for proxy anchor: the anchors are proxies.
+
+    per_anchor: each mix counts only for the proxy of its first label.
+    all_pairs: each mix counts for every proxy.
+    """
+    labels = _as_labels(labels)
+    entries = []
+    for i, j in mix_sources(labels, strategy):
+        classes = range(num_classes) if scoring == "all_pairs" else [labels[i]]
+        for c in classes:
+            entries.append((c, (i, j), soft_label(labels, i, j, lam, c)))
+    return entries
+
+
+def _log1p_sum(terms):
+    return math.log1p(sum(terms))
+
+
+# ------------------------------------------------------------ contrastive
+
+
+def contrastive_clean(labels, embeddings, pos_margin=0.0, neg_margin=0.5):
+    """PML 1.3.0 contrastive: two global average-non-zero terms."""
+    labels = _as_labels(labels)
+    unit = normalize(embeddings)
+    pos, neg = [], []
+    for a in range(len(labels)):
+        for b in range(len(labels)):
+            if a == b:
+                continue
+            d = distance(similarity(unit[a], unit[b]))
+            if labels[a] == labels[b]:
+                pos.append(max(d - pos_margin, 0.0))
+            else:
+                neg.append(max(neg_margin - d, 0.0))
+    return average_non_zero(pos) + average_non_zero(neg)
+
+
+def contrastive_mixed(labels, embeddings, strategy, scoring, lam,
+                      pos_margin=0.0, neg_margin=0.5):
+    """L_k of one strategy: avg-non-zero(y [d - m+]+) + avg-non-zero((1-y) [m- - d]+)."""
+    unit = normalize(embeddings)
+    pos, neg = [], []
+    for a, (i, j), y in scored_entries(labels, strategy, scoring, lam):
+        d = distance(similarity(unit[a], mix_vector(unit, i, j, lam)))
+        pos.append(y * max(d - pos_margin, 0.0))
+        neg.append((1.0 - y) * max(neg_margin - d, 0.0))
+    return average_non_zero(pos) + average_non_zero(neg)
+
+
+def contrastive(labels, embeddings, pos_margin=0.0, neg_margin=0.5, mix=None):
+    """Clean contrastive + sum_k weight_k L_k."""
+    total = contrastive_clean(labels, embeddings, pos_margin, neg_margin)
+    if mix is not None:
+        for strategy in mix.strategies():
+            total += mix.weight_of(strategy) * contrastive_mixed(
+                labels, embeddings, strategy, mix.scoring, mix.lam,
+                pos_margin, neg_margin)
+    return total
+
+
+# ------------------------------------------------------- multi-similarity
+
+
+def multi_similarity_miner(labels, embeddings, epsilon=0.39):
+    """Kept (anchor, positive) and (anchor, negative) index pairs.
+
+    Keep p iff s(a,p) - epsilon < max negative similarity of a; keep n iff
+    s(a,n) + epsilon > min positive similarity of a (strict inequalities).
+    """
+    labels = _as_labels(labels)
+    unit = normalize(embeddings)
+    b = len(labels)
+    kept_pos, kept_neg = set(), set()
+    for a in range(b):
+        pos_sims = [similarity(unit[a], unit[p]) for p in range(b)
+                    if p != a and labels[p] == labels[a]]
+        neg_sims = [similarity(unit[a], unit[n]) for n in range(b)
+                    if labels[n] != labels[a]]
+        min_pos = min(pos_sims) if pos_sims else math.inf
+        max_neg = max(neg_sims) if neg_sims else -math.inf
+        for k in range(b):
+            if k == a:
+                continue
+            s = similarity(unit[a], unit[k])
+            if labels[k] == labels[a]:
+                if s - epsilon < max_neg:
+                    kept_pos.add((a, k))
+            elif s + epsilon > min_pos:
+                kept_neg.add((a, k))
+    return kept_pos, kept_neg
+
+
+def multi_similarity_clean(labels, embeddings, alpha=17.97, beta=75.66,
+                           base=0.77, epsilon=0.39, miner_embeddings=None):
+    """Mean over all B anchors of the mined MS loss.
+
+    `miner_embeddings` (default: `embeddings`) feed the miner only: finite
+    differences pass the unperturbed batch so the miner stays fixed, as it
+    does under stop-gradient.
+    """
+    labels = _as_labels(labels)
+    unit = normalize(embeddings)
+    mined = embeddings if miner_embeddings is None else miner_embeddings
+    kept_pos, kept_neg = multi_similarity_miner(labels, mined, epsilon)
+    b = len(labels)
+    total = 0.0
+    for a in range(b):
+        pos_terms = [math.exp(-alpha * (similarity(unit[a], unit[p]) - base))
+                     for p in range(b) if (a, p) in kept_pos]
+        neg_terms = [math.exp(beta * (similarity(unit[a], unit[n]) - base))
+                     for n in range(b) if (a, n) in kept_neg]
+        total += _log1p_sum(pos_terms) / alpha + _log1p_sum(neg_terms) / beta
+    return total / b if b else 0.0
+
+
+def multi_similarity_mixed(labels, embeddings, strategy, scoring, lam,
+                           alpha=17.97, beta=75.66, base=0.77):
+    """L_k: mean over anchors with a scored mix of the generic MS form."""
+    unit = normalize(embeddings)
+    per_anchor = {}
+    for a, (i, j), y in scored_entries(labels, strategy, scoring, lam):
+        s = similarity(unit[a], mix_vector(unit, i, j, lam))
+        pos_terms, neg_terms = per_anchor.setdefault(a, ([], []))
+        pos_terms.append(y * math.exp(-alpha * (s - base)))
+        neg_terms.append((1.0 - y) * math.exp(beta * (s - base)))
+    if not per_anchor:
+        return 0.0
+    losses = [_log1p_sum(p) / alpha + _log1p_sum(n) / beta
+              for p, n in per_anchor.values()]
+    return sum(losses) / len(losses)
+
+
+def multi_similarity(labels, embeddings, alpha=17.97, beta=75.66, base=0.77,
+                     epsilon=0.39, mix=None, miner_embeddings=None):
+    """Clean MS + sum_k weight_k L_k."""
+    total = multi_similarity_clean(labels, embeddings, alpha, beta, base,
+                                   epsilon, miner_embeddings)
+    if mix is not None:
+        for strategy in mix.strategies():
+            total += mix.weight_of(strategy) * multi_similarity_mixed(
+                labels, embeddings, strategy, mix.scoring, mix.lam,
+                alpha, beta, base)
+    return total
+
+
+# ------------------------------------------------------------ proxy anchor
+
+
+def proxy_anchor_clean(labels, embeddings, proxies, margin=0.1, alpha=32.0):
+    """Positive part over proxies of present classes, negative over all C."""
+    labels = _as_labels(labels)
+    unit = normalize(embeddings)
+    units_q = normalize(proxies)
+    num_classes = len(units_q)
+    pos_total, present, neg_total = 0.0, 0, 0.0
+    for c in range(num_classes):
+        pos_terms, neg_terms = [], []
+        for i in range(len(labels)):
+            s = similarity(units_q[c], unit[i])
+            if labels[i] == c:
+                pos_terms.append(math.exp(-alpha * (s - margin)))
+            else:
+                neg_terms.append(math.exp(alpha * (s + margin)))
+        if pos_terms:
+            present += 1
+            pos_total += _log1p_sum(pos_terms)
+        neg_total += _log1p_sum(neg_terms)
+    pos_part = pos_total / present if present else 0.0
+    return pos_part + neg_total / num_classes
+
+
+def proxy_anchor_mixed(labels, embeddings, proxies, strategy, scoring, lam,
+                       margin=0.1, alpha=32.0):
+    """L_k with the proxies as anchors and y from the proxy's class."""
+    unit = normalize(embeddings)
+    units_q = normalize(proxies)
+    num_classes = len(units_q)
+    pos_terms = {c: [] for c in range(num_classes)}
+    neg_terms = {c: [] for c in range(num_classes)}
+    has_pos = set()
+    for c, (i, j), y in proxy_entries(labels, num_classes, strategy, scoring,
+                                      lam):
+        s = similarity(units_q[c], mix_vector(unit, i, j, lam))
+        pos_terms[c].append(y * math.exp(-alpha * (s - margin)))
+        neg_terms[c].append((1.0 - y) * math.exp(alpha * (s + margin)))
+        if y > 0.0:
+            has_pos.add(c)
+    pos_part = (sum(_log1p_sum(pos_terms[c]) for c in has_pos) / len(has_pos)
+                if has_pos else 0.0)
+    neg_part = sum(_log1p_sum(neg_terms[c]) for c in range(num_classes))
+    return pos_part + neg_part / num_classes
+
+
+def proxy_anchor(labels, embeddings, proxies, margin=0.1, alpha=32.0,
+                 mix=None):
+    """Clean PA + sum_k weight_k L_k."""
+    total = proxy_anchor_clean(labels, embeddings, proxies, margin, alpha)
+    if mix is not None:
+        for strategy in mix.strategies():
+            total += mix.weight_of(strategy) * proxy_anchor_mixed(
+                labels, embeddings, proxies, strategy, mix.scoring, mix.lam,
+                margin, alpha)
+    return total
+
+
+# --------------------------------------------------------------- gradients
+
+
+def numerical_gradient(f, x, h=1e-6):
+    """Central finite differences of a scalar function `f` at `x` (float64)."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for index in np.ndindex(*x.shape):
+        step = np.zeros_like(x)
+        step[index] = h
+        grad[index] = (f(x + step) - f(x - step)) / (2.0 * h)
+    return grad
+
+
+# ------------------------------------------------------------- test data
+
+
+def clustered_embeddings(labels, dim=4, seed=0):
+    """Raw (non-unit) embeddings, clustered by label, shape `(B, dim)`.
+
+    Classes sit around a common direction, so some negatives fall inside the
+    contrastive margin and the multi-similarity miner drops some pairs; the
+    rows have random norms in [0.5, 3] so the losses must normalise.
+    """
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(_as_labels(labels))
+    centers = rng.normal(size=(int(labels.max()) + 1, dim))
+    x = np.ones(dim) + 0.9 * centers[labels] + 0.5 * rng.normal(
+        size=(len(labels), dim))
+    return x * rng.uniform(0.5, 3.0, size=(len(labels), 1))
