@@ -1,0 +1,220 @@
+"""Proxy anchor loss with trainable proxies, and with Metrix soft labels."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+from metrix_tf.losses.metric_loss import MetricLoss
+from metrix_tf.losses.metric_loss import check_float
+from metrix_tf.losses.metric_loss import score_mixes
+from metrix_tf.losses.metric_loss import standardize_embeddings
+from metrix_tf.losses.metric_loss import standardize_labels
+from metrix_tf.losses.metric_loss import unpack_predictions
+from metrix_tf.losses.reductions import log1p_sum_exp
+from metrix_tf.mixing import mixed_batch as mb
+from metrix_tf.ops.soft_label_similarity import pair_weights
+from metrix_tf.ops.soft_label_similarity import soft_label_similarity
+
+
+def proxy_anchor_reduction(similarity, soft_labels, margin=0.1, alpha=32.0):
+    """The proxy anchor loss of a proxies x candidates soft-label matrix.
+
+    `(1/|C+|) sum_{c in C+} ln(1 + sum y exp(-alpha (s - margin)))
+    + (1/C) sum_c ln(1 + sum (1 - y) exp(alpha (s + margin)))`, where the rows
+    are the C proxies and C+ the proxies with some entry y > 0.
+
+    Args:
+        similarity: float tensor `(C, N)`: proxies against candidates.
+        soft_labels: float tensor `(C, N)` (`NOT_A_PAIR` for unscored entries).
+        margin: float. alpha: float > 0, the scale.
+
+    Returns:
+        A scalar tensor.
+    """
+    positive, negative = pair_weights(soft_labels)
+    pos = log1p_sum_exp(-alpha * (similarity - margin), positive, axis=1)
+    neg = log1p_sum_exp(alpha * (similarity + margin), negative, axis=1)
+    with_positives = tf.reduce_any(positive > 0, axis=1)
+    num_with_positives = tf.reduce_sum(tf.cast(with_positives, pos.dtype))
+    pos_part = tf.math.divide_no_nan(
+        tf.reduce_sum(tf.where(with_positives, pos, tf.zeros_like(pos))),
+        num_with_positives,
+    )
+    num_proxies = tf.cast(tf.shape(similarity)[0], neg.dtype)
+    return pos_part + tf.math.divide_no_nan(tf.reduce_sum(neg), num_proxies)
+
+
+def proxy_anchor(labels, embeddings, proxies, margin=0.1, alpha=32.0, metrix=None):
+    """Proxy anchor loss of a batch, with optional Metrix.
+
+    Each class proxy is an anchor; every example is a positive of its class's
+    proxy and a negative of all others (pytorch-metric-learning 1.3.0: the
+    positive part is averaged over the proxies with positives in the batch,
+    the negative part over all C proxies). With Metrix every mix is scored
+    against the proxies with its soft label (per-anchor scoring: only against
+    the proxy of its first label).
+
+    Args:
+        labels: int (or whole-number float) tensor of shape `(B,)` or `(B, 1)`
+            with values in `[0, C)`.
+        embeddings: float tensor of shape `(B, D)`, or a mixed-batch dict.
+        proxies: float tensor (or variable) of shape `(C, D)`, normalised
+            inside.
+        margin: float >= 0. Defaults to 0.1.
+        alpha: float > 0, the scale. Defaults to 32.
+        metrix: a `metrix_tf.Metrix`, or None.
+
+    Returns:
+        A scalar tensor.
+    """
+    margin = check_float("margin", margin, minimum=0.0)
+    alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
+    labels = standardize_labels(labels)
+    embeddings, mixed = unpack_predictions(labels, embeddings, metrix)
+    proxies = tf.cast(standardize_embeddings(proxies, "proxies"), embeddings.dtype)
+    if (
+        proxies.shape[1] is not None
+        and embeddings.shape[1] is not None
+        and proxies.shape[1] != embeddings.shape[1]
+    ):
+        raise ValueError(
+            "`proxies` and `embeddings` must have the same dimension. Received: "
+            f"proxies.shape={proxies.shape}, embeddings.shape={embeddings.shape}"
+        )
+    num_classes = tf.shape(proxies)[0]
+    tf.debugging.assert_non_negative(
+        labels, message="proxy anchor `labels` must be in [0, num_classes)"
+    )
+    tf.debugging.assert_less(
+        labels, num_classes, message="proxy anchor `labels` must be in [0, num_classes)"
+    )
+    proxies = tf.math.l2_normalize(proxies, axis=-1)
+    normalised = tf.math.l2_normalize(embeddings, axis=-1)
+    class_ids = tf.range(num_classes)
+    similarity, soft_labels = soft_label_similarity(
+        proxies,
+        class_ids,
+        normalised,
+        labels,
+        labels,
+        tf.ones([tf.shape(labels)[0]], normalised.dtype),
+    )
+
+    def reduce(similarity, soft_labels):
+        return proxy_anchor_reduction(similarity, soft_labels, margin, alpha)
+
+    loss = reduce(similarity, soft_labels)
+    if mixed is None:
+        return loss
+
+    def per_anchor_mask():
+        return tf.equal(class_ids[:, None], mixed[mb.MIX_LABELS_A][None, :])
+
+    return loss + score_mixes(proxies, class_ids, mixed, metrix, reduce, per_anchor_mask)
+
+
+@keras.saving.register_keras_serializable(package="metrix_tf")
+class ProxyAnchorLoss(MetricLoss):
+    """Proxy anchor loss with trainable proxies, and Metrix.
+
+    The loss owns a `(num_classes, embedding_dim)` table of trainable proxies
+    (`loss.proxies`). Keras does not look for variables inside a loss: compile
+    a `metrix_tf.models.MetricModel` (a drop-in `keras.Model` that adopts the
+    variables of its losses) so that `model.fit` trains the proxies and
+    `model.save` / checkpoints keep them.
+
+    Args:
+        num_classes: int > 0, the number of training classes (labels must lie
+            in `[0, num_classes)`).
+        embedding_dim: int > 0, the embedding size.
+        margin: float >= 0. Defaults to 0.1.
+        alpha: float > 0, the scale. Defaults to 32.
+        metrix: a `metrix_tf.Metrix`, or None for the clean loss.
+        proxy_initializer: initializer of the proxies; defaults to a normal
+            distribution with std `sqrt(2 / num_classes)` (Kaiming, fan-out,
+            as the reference code).
+        name: optional name of the loss instance.
+        reduction, dtype: as for any Keras loss.
+
+    Call arguments:
+        y_true: class ids, shape `(batch_size,)` or `(batch_size, 1)`.
+        y_pred: embeddings of shape `(batch_size, embedding_dim)` (normalised
+            inside), or a mixed-batch dict from a mixing layer.
+
+    Example:
+
+    ```python
+    loss = metrix_tf.losses.ProxyAnchorLoss(num_classes=100, embedding_dim=512)
+    model = metrix_tf.models.MetricModel(inputs, embeddings)
+    model.compile(optimizer="adam", loss=loss)
+    model.fit(dataset)  # trains the network and the proxies
+    ```
+
+    Reference:
+        - [Kim et al., 2020](https://arxiv.org/abs/2003.13911)
+        - [Venkataramanan et al., 2022](https://arxiv.org/abs/2106.04990)
+    """
+
+    def __init__(
+        self,
+        num_classes,
+        embedding_dim,
+        margin=0.1,
+        alpha=32.0,
+        metrix=None,
+        proxy_initializer=None,
+        name="proxy_anchor_loss",
+        reduction="sum_over_batch_size",
+        dtype=None,
+    ):
+        super().__init__(metrix=metrix, name=name, reduction=reduction, dtype=dtype)
+        for arg, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(
+                    f"Argument `{arg}` must be an int > 0. Received: {arg}={value!r}"
+                )
+        self.num_classes = num_classes
+        self.embedding_dim = embedding_dim
+        self.margin = check_float("margin", margin, minimum=0.0)
+        self.alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
+        if proxy_initializer is None:
+            proxy_initializer = keras.initializers.RandomNormal(
+                stddev=math.sqrt(2.0 / num_classes)
+            )
+        self.proxy_initializer = keras.initializers.get(proxy_initializer)
+        self.proxies = keras.Variable(
+            self.proxy_initializer((num_classes, embedding_dim)),
+            name="proxies",
+            dtype="float32",
+        )
+
+    @property
+    def variables(self):
+        """The loss's own variables (the proxies)."""
+        return [self.proxies]
+
+    def call(self, y_true, y_pred):
+        return proxy_anchor(
+            y_true,
+            y_pred,
+            self.proxies,
+            self.margin,
+            self.alpha,
+            metrix=self.metrix,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_classes": self.num_classes,
+                "embedding_dim": self.embedding_dim,
+                "margin": self.margin,
+                "alpha": self.alpha,
+                "proxy_initializer": keras.initializers.serialize(
+                    self.proxy_initializer
+                ),
+            }
+        )
+        return config

@@ -1,0 +1,3 @@
+"""Models for metric learning."""
+
+from metrix_tf.models.metric_model import MetricModel
