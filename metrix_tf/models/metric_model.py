@@ -2,6 +2,15 @@
 
 import keras
 from keras import tree
+from keras.src.models.functional import Functional
+
+
+def _functional_arguments(args, kwargs):
+    return (
+        len(args) == 2
+        or (len(args) == 1 and "outputs" in kwargs)
+        or ("inputs" in kwargs and "outputs" in kwargs)
+    )
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -32,6 +41,15 @@ class MetricModel(keras.Model):
     model.compile("adam", loss=metrix_tf.losses.ProxyAnchorLoss(10, 64))
     ```
     """
+
+    def __new__(cls, *args, **kwargs):
+        # keras.Model turns a class used functionally into a Functional
+        # subclass for good (it rewrites the class's bases), which would break
+        # subclassing MetricModel afterwards: route the functional form to a
+        # class of its own instead.
+        if cls is MetricModel and _functional_arguments(args, kwargs):
+            return super().__new__(FunctionalMetricModel)
+        return super().__new__(cls)
 
     def compile(self, *args, jit_compile="auto", **kwargs):
         losses = [
@@ -73,3 +91,8 @@ class MetricModel(keras.Model):
         for extra in self.losses:
             total = total + self._aggregate_additional_loss(extra)
         return total
+
+
+@keras.saving.register_keras_serializable(package="metrix_tf")
+class FunctionalMetricModel(MetricModel, Functional):
+    """The class of `MetricModel(inputs, outputs)` (internal)."""
