@@ -109,7 +109,8 @@ def embedding_mixes(embeddings, labels, num_mixes=None, alpha=2.0, seed=None):
     if np.unique(y).size < 2:
         raise ValueError(
             "`labels` must hold at least two classes to mix different "
-            f"classes. Received: labels with the single value {y[0]!r}"
+            "classes. Received: labels with the single value "
+            f"{y[:1].tolist()[0]!r}"
         )
     if not (isinstance(alpha, (int, float, np.floating)) and alpha > 0):
         raise ValueError(
