@@ -13,9 +13,20 @@ scoring rule does not score) carries the soft label `NOT_A_PAIR` (-1): it is
 neither a positive nor a negative. `pair_weights` turns soft labels into the
 positive weight y and the negative weight 1 - y of the generic loss, both 0
 for excluded pairs.
+
+`soft_label_similarity` runs the compiled `SoftLabelSimilarity` op (one
+GEMM whose tiles are followed by the soft-label fill, C++ on CPU, CUDA on
+GPU) when `metrix_tf.ops.backend() == "compiled"`, else the pure-TF
+reference; both give the same values. XLA cannot compile the custom op: a
+Keras loss or layer that calls it must set `supports_jit = False`, and a
+`tf.function(jit_compile=True)` must not call it.
 """
 
 import tensorflow as tf
+
+from metrix_tf.ops import _loader
+from metrix_tf.ops._inputs import cast_results
+from metrix_tf.ops._inputs import prepare_pair_inputs
 
 NOT_A_PAIR = -1.0
 
@@ -45,7 +56,9 @@ def soft_label_similarity_reference(
         `(similarity, soft_labels)`, both of shape `(M, N)` and the dtype of
         `anchors`. `similarity = anchors @ candidates^T` (cosine similarity
         when the rows are L2-normalised); gradients flow to `anchors` and
-        `candidates` only.
+        `candidates` only. The soft label is computed as
+        `[b == l] + lam * ([a == l] - [b == l])`, which equals the formula
+        above and is exactly 0 or 1 when both sources agree.
     """
     similarity = tf.matmul(anchors, candidates, transpose_b=True)
     dtype = similarity.dtype
@@ -53,7 +66,7 @@ def soft_label_similarity_reference(
     same_a = tf.cast(tf.equal(anchor_labels, candidate_labels_a[None, :]), dtype)
     same_b = tf.cast(tf.equal(anchor_labels, candidate_labels_b[None, :]), dtype)
     lam = tf.cast(lam, dtype)[None, :]
-    soft_labels = lam * same_a + (1.0 - lam) * same_b
+    soft_labels = same_b + lam * (same_a - same_b)
     if exclude_self:
         m = tf.shape(similarity)[0]
         n = tf.shape(similarity)[1]
@@ -77,17 +90,53 @@ def soft_label_similarity(
 ):
     """Soft-label similarity: the compiled op when loaded, else pure TF.
 
-    Same arguments and results as `soft_label_similarity_reference`.
+    Same arguments and results as `soft_label_similarity_reference`. Labels
+    may be int32 or int64 (mixed dtypes are widened to int64); float16 and
+    bfloat16 embeddings are computed in float32 and cast back. The op is not
+    XLA-compilable: callers set `supports_jit = False`.
+
+    Raises:
+        TypeError: for non-float embeddings, mismatched embedding dtypes or
+            non-integer labels.
+        ValueError: for shapes that are known to be wrong at trace time
+            (InvalidArgumentError at run time otherwise).
+
+    Example:
+
+    >>> similarity, soft_labels = soft_label_similarity(
+    ...     embeddings, labels, embeddings, labels, labels,
+    ...     tf.ones_like(labels, tf.float32), exclude_self=True)
     """
-    return soft_label_similarity_reference(
+    inputs, _, result_dtype = prepare_pair_inputs(
         anchors,
         anchor_labels,
         candidates,
         candidate_labels_a,
         candidate_labels_b,
         lam,
-        exclude_self=exclude_self,
     )
+    library = _loader.library()
+    if library is None:
+        results = soft_label_similarity_reference(*inputs, exclude_self=exclude_self)
+    else:
+        results = library.soft_label_similarity(*inputs, exclude_self=bool(exclude_self))
+        results = (results[0], tf.stop_gradient(results[1]))
+    return cast_results(results, result_dtype)
+
+
+def _soft_label_similarity_grad(op, grad_similarity, unused_grad_soft_labels):
+    """grad_anchors = dS @ candidates, grad_candidates = dS^T @ anchors."""
+    anchors = op.inputs[0]
+    candidates = op.inputs[2]
+    grad_anchors = tf.matmul(grad_similarity, candidates)
+    grad_candidates = tf.matmul(grad_similarity, anchors, transpose_a=True)
+    return [grad_anchors, None, grad_candidates, None, None, None]
+
+
+try:
+    tf.RegisterGradient("SoftLabelSimilarity")(_soft_label_similarity_grad)
+except KeyError:  # Already registered (module reloaded).
+    pass
 
 
 def pair_weights(soft_labels):
