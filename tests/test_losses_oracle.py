@@ -485,3 +485,58 @@ def test_lam_none_draws_from_beta():
               for _ in range(4)}
     assert len(values) > 1
     assert all(np.isfinite(v) for v in values)
+
+
+def _miner_tie_batch():
+    # a = (1, 0) and p = (0, 1) of class 0, n = (-1, 0) of class 1, all
+    # similarities exact in floating point. With epsilon = 1, anchor a has
+    # s(a, p) - eps = -1 == max_neg and s(a, n) + eps = 0 == min_pos: strict
+    # inequalities keep neither. Anchor p keeps both (0 - 1 < 0, 0 + 1 > 0).
+    return [0, 0, 1], np.array([[2.0, 0.0], [0.0, 0.5], [-4.0, 0.0]])
+
+
+def test_oracle_miner_ties_are_strict():
+    labels, x = _miner_tie_batch()
+    kept_pos, kept_neg = oracle.multi_similarity_miner(labels, x, epsilon=1.0)
+    assert kept_pos == {(1, 0)}
+    assert kept_neg == {(1, 2)}
+    l1 = (math.log1p(math.exp(ALPHA * BASE)) / ALPHA
+          + math.log1p(math.exp(-BETA * BASE)) / BETA)
+    assert oracle.multi_similarity_clean(labels, x, epsilon=1.0) == (
+        pytest.approx(l1 / 3, rel=1e-12))
+
+
+def test_multi_similarity_miner_ties_are_strict():
+    tf = _tf()
+    from metrix_tf import losses
+    labels, x = _miner_tie_batch()
+    expected = oracle.multi_similarity_clean(labels, x, epsilon=1.0)
+    got = losses.multi_similarity(tf.constant(labels), tf.constant(x),
+                                  epsilon=1.0)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("lam", [0.0, 1.0])
+@pytest.mark.parametrize("scoring", ["per_anchor", "all_pairs"])
+def test_lam_at_its_bounds(loss, lam, scoring):
+    # lam = 0 or 1: soft labels are 0 or 1 again, and a mix is one of its
+    # sources; the mixed part must still follow the generic form.
+    tf = _tf()
+    labels = BATCHES["random"]
+    x = oracle.clustered_embeddings(labels, seed=11)
+    q = make_proxies(labels, seed=12)
+    spec = MixSpec("both", scoring, lam, 0.5)
+    if loss == "contrastive":
+        # A mix equal to its anchor has d = 0 or 1e-8 depending on rounding,
+        # which average-non-zero would count or not: pos_margin > 0 zeroes
+        # those entries in both computations.
+        from metrix_tf import losses
+        expected = oracle.contrastive(labels, x, pos_margin=0.05, mix=spec)
+        got = losses.contrastive(tf.constant(labels), tf.constant(x),
+                                 pos_margin=0.05, metrix=make_metrix(spec))
+    else:
+        expected = oracle_loss(loss, labels, x, q, spec)
+        got = library_loss(loss, tf.constant(labels), tf.constant(x),
+                           tf.constant(q), spec)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-9, atol=1e-12)
