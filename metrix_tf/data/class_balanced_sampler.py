@@ -81,6 +81,7 @@ class ClassBalancedSampler:
                 f"`classes_per_batch` must be <= the number of classes "
                 f"({num_classes}). Received: "
                 f"classes_per_batch={classes_per_batch}")
+        self._keys = seed_keys(seed, 3)  # validates the seed
         self.labels = labels.astype(np.int64)
         self.classes_per_batch = int(classes_per_batch)
         self.images_per_class = int(images_per_class)
@@ -90,7 +91,6 @@ class ClassBalancedSampler:
         self.order = np.argsort(self.labels, kind="stable")
         self.offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self.batches_per_round = num_classes // self.classes_per_batch
-        self._keys = seed_keys(seed, 3)
 
     @property
     def batch_size(self):
