@@ -162,9 +162,25 @@ class _Renderer:
                 big.size, Image.AFFINE,
                 (inverse[0, 0], inverse[0, 1], offset[0],
                  inverse[1, 0], inverse[1, 1], offset[1]),
-                resample=Image.BICUBIC)
+                resample=Image.BILINEAR)
         small = big.resize((self.size, self.size), Image.BOX)
         return np.asarray(small, dtype=np.uint8)
+
+
+def _too_close(chosen, norms, signature):
+    """Whether mean |chosen_i - signature| < _MIN_DISTANCE for some i.
+
+    Values lie in [0, 1], so |d| >= d^2: rows whose mean squared difference
+    (one matrix-vector product) already reaches the threshold are far
+    enough; only the others need the exact mean absolute difference.
+    """
+    squared = (norms + signature @ signature - 2.0 * (chosen @ signature)
+               ) / signature.size
+    near = np.flatnonzero(squared < _MIN_DISTANCE + 1e-4)  # rounding slack
+    if near.size == 0:
+        return False
+    return bool(np.abs(chosen[near] - signature).mean(1).min() <
+                _MIN_DISTANCE)
 
 
 def select_characters(font_paths, num_classes, image_size=32, seed=0):
@@ -185,7 +201,10 @@ def select_characters(font_paths, num_classes, image_size=32, seed=0):
     candidates = _candidates(font_paths)
     renderer = _Renderer(font_paths, image_size)
     order = np.random.default_rng(seed).permutation(len(candidates))
-    chosen, signatures = [], []
+    chosen = []
+    signatures = np.zeros((num_classes, len(font_paths) * image_size ** 2),
+                          np.float32)
+    norms = np.zeros(num_classes, np.float32)
     for position in order:
         char = chr(candidates[position])
         if not all(renderer.fits(char, f) for f in range(len(font_paths))):
@@ -195,11 +214,12 @@ def select_characters(font_paths, num_classes, image_size=32, seed=0):
         signature = glyphs.astype(np.float32).reshape(-1) / 255.0
         if signature.reshape(len(font_paths), -1).mean(1).min() < _MIN_INK:
             continue
-        if signatures and np.abs(np.stack(signatures) - signature).mean(
-                1).min() < _MIN_DISTANCE:
+        if chosen and _too_close(signatures[:len(chosen)],
+                                 norms[:len(chosen)], signature):
             continue
+        signatures[len(chosen)] = signature
+        norms[len(chosen)] = signature @ signature
         chosen.append(candidates[position])
-        signatures.append(signature)
         if len(chosen) == num_classes:
             return chosen
     raise ValueError(
