@@ -448,3 +448,28 @@ def test_graph_mode_with_unknown_batch_size(name):
         expected = call_oracle(name, labels, x, make_proxies(), mix=SPEC)
         got = traced(tf.constant(labels, tf.int32), tf.constant(x))
         np.testing.assert_allclose(float(got), expected, rtol=1e-9)
+
+
+def test_random_strategy_and_lam_are_drawn_per_call_in_graph_mode():
+    # Inside tf.function (as under model.fit) the coin and lam must be drawn
+    # per call, not frozen at trace time.
+    x = _batch()
+    options = [oracle.contrastive(LABELS, x, mix=MixSpec(s, "per_anchor", 0.3))
+               for s in oracle.STRATEGIES]
+    loss = losses.ContrastiveLoss(
+        metrix=metrix_tf.Metrix(strategy="random", lam=0.3, seed=7))
+    traced = tf.function(lambda: loss(tf.constant(LABELS), tf.constant(x)))
+    seen = set()
+    for _ in range(20):
+        value = float(traced())
+        matches = [k for k, o in enumerate(options)
+                   if abs(value - o) <= 1e-4 * max(1.0, abs(o))]
+        assert matches, (value, options)
+        seen.update(matches)
+    assert seen == {0, 1}
+
+    loss = losses.MultiSimilarityLoss(
+        metrix=metrix_tf.Metrix(strategy="both", lam=None, seed=7))
+    traced = tf.function(lambda: loss(tf.constant(LABELS), tf.constant(x)))
+    values = {float(traced()) for _ in range(4)}
+    assert len(values) > 1
