@@ -1,10 +1,47 @@
-"""Installs metrix_tf (the pure-Python package)."""
+"""Installs metrix_tf and compiles its TensorFlow op library.
 
+Every build (`pip install .`, `pip install -e .`, a wheel) compiles
+cc/*.cc with g++ against the TensorFlow it builds with (tf.sysconfig flags)
+into metrix_tf/ops/_soft_label_similarity_ops.so. With METRIX_TF_CUDA=1 and
+nvcc found (NVCC, CUDA_HOME/bin/nvcc, PATH, /usr/local/cuda/bin), the CUDA
+kernels are compiled and linked in too. For a source tree:
+
+    python setup.py build_ext --inplace
+"""
+
+import concurrent.futures
 import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
 
-from setuptools import find_packages, setup
+from setuptools import Extension
+from setuptools import find_packages
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+OP_LIBRARY = "metrix_tf.ops._soft_label_similarity_ops"
+
+CPU_SOURCES = ["cc/soft_label_similarity_ops.cc", "cc/gemm_dispatch.cc"]
+GEMM_SOURCE = "cc/gemm_kernels.cc"
+GPU_SOURCES = ["cc/soft_label_similarity_ops_gpu.cc"]
+CUDA_SOURCES = ["cc/soft_label_similarity_kernels.cu"]
+HEADERS = [
+    "cc/gemm.h",
+    "cc/soft_label_similarity_kernels.h",
+    "cc/soft_label_similarity_math.h",
+    "cc/soft_label_similarity_rows.h",
+]
+# One GEMM copy per instruction set (see cc/gemm.h), x86-64 only.
+GEMM_COPIES = {
+    "generic": [],
+    "avx2": ["-mavx2", "-mfma"],
+    "avx512": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
+}
+CUDA_ARCHS = ["60", "70", "80", "89", "90"]
 
 
 def _version():
@@ -12,6 +49,141 @@ def _version():
         scope = {}
         exec(f.read(), scope)
     return scope["__version__"]
+
+
+def _truthy(value):
+    return value.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def find_nvcc():
+    """Path of nvcc, or None."""
+    candidates = [os.environ.get("NVCC", "")]
+    if os.environ.get("CUDA_HOME"):
+        candidates.append(os.path.join(os.environ["CUDA_HOME"], "bin", "nvcc"))
+    candidates += [shutil.which("nvcc") or "", "/usr/local/cuda/bin/nvcc"]
+    for candidate in candidates:
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def _cuda_library_dir(nvcc):
+    """The directory holding libcudart_static.a next to nvcc's toolkit."""
+    roots = [os.environ.get("CUDA_HOME", "")]
+    # nvcc may be a wrapper script (exec /usr/local/cuda-X/bin/nvcc "$@").
+    with open(nvcc, "rb") as f:
+        head = f.read(4096)
+    if head.startswith(b"#!"):
+        for token in shlex.split(head.decode(errors="ignore")):
+            if token.endswith("/bin/nvcc"):
+                roots.append(os.path.dirname(os.path.dirname(token)))
+    roots += [os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "/usr/local/cuda"]
+    for root in roots:
+        for sub in ("lib64", "lib", "targets/x86_64-linux/lib"):
+            if root and os.path.exists(os.path.join(root, sub, "libcudart_static.a")):
+                return os.path.join(root, sub)
+    raise RuntimeError(f"metrix_tf: libcudart_static.a not found next to {nvcc}")
+
+
+def _run(command):
+    print(" ".join(shlex.quote(c) for c in command), flush=True)
+    subprocess.check_call(command, cwd=HERE)
+
+
+class BuildTensorFlowOps(build_ext):
+    """Compiles the op library with g++ (and nvcc) from tf.sysconfig flags.
+
+    The library links against libtensorflow_framework, not libpython, so it
+    is named `_soft_label_similarity_ops.so` without a Python ABI tag.
+    """
+
+    def get_ext_filename(self, fullname):
+        # Called with the full dotted name and with its last component only.
+        if fullname.split(".")[-1] == OP_LIBRARY.split(".")[-1]:
+            return os.path.join(*fullname.split(".")) + ".so"
+        return super().get_ext_filename(fullname)
+
+    def build_extension(self, ext):
+        if ext.name != OP_LIBRARY:
+            return super().build_extension(ext)
+        import tensorflow as tf
+
+        output = os.path.abspath(self.get_ext_fullpath(ext.name))
+        temp = os.path.abspath(os.path.join(self.build_temp, "metrix_tf_ops"))
+        os.makedirs(temp, exist_ok=True)
+        os.makedirs(os.path.dirname(output), exist_ok=True)
+        cxx = os.environ.get("CXX", "g++")
+        flags = [
+            *tf.sysconfig.get_compile_flags(),
+            "-O2",
+            "-fPIC",
+            "-I" + HERE,
+            f'-DMETRIX_TF_BUILT_FOR="{tf.__version__}"',
+            "-Wno-deprecated-declarations",
+        ]
+        jobs = []  # (command, object)
+
+        def compile_cxx(source, extra, name):
+            obj = os.path.join(temp, name + ".o")
+            jobs.append(([cxx, *flags, *extra, "-c", source, "-o", obj], obj))
+
+        def up_to_date(command, obj):
+            # Objects newer than every source, header and setup.py, compiled
+            # with the same command (recorded next to them), are reused.
+            stamp = obj + ".cmd"
+            if not (os.path.exists(obj) and os.path.exists(stamp)):
+                return False
+            with open(stamp) as f:
+                if f.read() != " ".join(command):
+                    return False
+            inputs = CPU_SOURCES + [GEMM_SOURCE] + GPU_SOURCES + CUDA_SOURCES + HEADERS
+            newest = max(os.path.getmtime(os.path.join(HERE, p)) for p in inputs + ["setup.py"])
+            return os.path.getmtime(obj) > newest
+
+        def compile_job(job):
+            command, obj = job
+            if self.force or not up_to_date(command, obj):
+                _run(command)
+                with open(obj + ".cmd", "w") as f:
+                    f.write(" ".join(command))
+
+        copies = GEMM_COPIES if platform.machine() in ("x86_64", "AMD64") else {"generic": []}
+        have = [f"-DMETRIX_GEMM_HAVE_{isa.upper()}" for isa in copies if isa != "generic"]
+        compile_cxx(CPU_SOURCES[0], [], "soft_label_similarity_ops")
+        compile_cxx(CPU_SOURCES[1], have, "gemm_dispatch")
+        for isa, isa_flags in copies.items():
+            compile_cxx(
+                GEMM_SOURCE,
+                [f"-DMETRIX_GEMM_ISA={isa}", f"-DMETRIX_EIGEN_NAMESPACE=metrix_eigen_{isa}",
+                 *isa_flags],
+                "gemm_" + isa,
+            )
+        link_extra = []
+        if _truthy(os.environ.get("METRIX_TF_CUDA", "")):
+            nvcc = find_nvcc()
+            if nvcc is None:
+                raise RuntimeError(
+                    "metrix_tf: METRIX_TF_CUDA is set but nvcc was not found "
+                    "(set NVCC or CUDA_HOME, or unset METRIX_TF_CUDA)"
+                )
+            compile_cxx(GPU_SOURCES[0], ["-DGOOGLE_CUDA=1"], "soft_label_similarity_ops_gpu")
+            obj = os.path.join(temp, "soft_label_similarity_kernels.cu.o")
+            gencode = []
+            for arch in CUDA_ARCHS:
+                gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
+            gencode += ["-gencode", f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}"]
+            jobs.append((
+                [nvcc, "-O3", "-std=c++17", "-I" + HERE, "-Xcompiler", "-fPIC",
+                 "--expt-relaxed-constexpr", *gencode, "-c", CUDA_SOURCES[0], "-o", obj],
+                obj,
+            ))
+            link_extra = ["-L" + _cuda_library_dir(nvcc), "-lcudart_static", "-ldl", "-lrt",
+                          "-lpthread"]
+        workers = max(1, min(len(jobs), os.cpu_count() or 1))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(compile_job, jobs))
+        _run([cxx, "-shared", "-o", output, *[obj for _, obj in jobs],
+              *tf.sysconfig.get_link_flags(), *link_extra])
 
 
 setup(
@@ -28,6 +200,14 @@ setup(
     packages=find_packages(include=["metrix_tf", "metrix_tf.*"]),
     include_package_data=True,
     package_data={"metrix_tf": ["ops/*.so"]},
+    ext_modules=[
+        Extension(
+            OP_LIBRARY,
+            sources=CPU_SOURCES + [GEMM_SOURCE] + GPU_SOURCES + CUDA_SOURCES,
+            depends=HEADERS,
+        )
+    ],
+    cmdclass={"build_ext": BuildTensorFlowOps},
     install_requires=[
         # The compiled op only loads in the TensorFlow it was built against.
         "tensorflow==2.21.0",

@@ -1,7 +1,9 @@
-// Host-side per-row reductions shared by the TensorFlow CPU kernels and the
-// standalone CUDA test (which uses them as its CPU oracle). They take one
-// row of the similarity matrix (anchor i against candidates [0, n)) and
-// build the soft labels on the fly from soft_label_similarity_math.h.
+// Per-row reductions shared by the TensorFlow CPU kernels and the standalone
+// CUDA test (which uses them as its CPU oracle). They take one row of the
+// similarity matrix (anchor i against candidates [0, n)) and build the soft
+// labels on the fly from soft_label_similarity_math.h. The per-entry
+// functions (PairSoftLabel, MinedWeights, ExpPartial, ContrastivePartial)
+// are METRIX_HD: the CUDA kernels call the very same code.
 #ifndef METRIX_TF_CC_SOFT_LABEL_SIMILARITY_ROWS_H_
 #define METRIX_TF_CC_SOFT_LABEL_SIMILARITY_ROWS_H_
 
@@ -14,7 +16,7 @@
 namespace metrix {
 
 template <typename T, typename L>
-inline T PairSoftLabel(const PairInputs<T, L>& in, int64_t i, int64_t j) {
+METRIX_HD T PairSoftLabel(const PairInputs<T, L>& in, int64_t i, int64_t j) {
   return SoftLabel<T, L>(in.anchor_labels[i], in.label_a[j], in.label_b[j],
                          in.lam[j], in.exclude_self && i == j);
 }
@@ -38,7 +40,7 @@ inline void HardestPairsRow(const PairInputs<T, L>& in, int64_t i,
 
 // Weights of entry (i, j) after the optional miner.
 template <typename T>
-inline void MinedWeights(T y, T s, const ExpParams<T>& params, T min_pos,
+METRIX_HD void MinedWeights(T y, T s, const ExpParams<T>& params, T min_pos,
                          T max_neg, T* w_pos, T* w_neg) {
   *w_pos = PositiveWeight(y);
   *w_neg = NegativeWeight(y);
@@ -84,7 +86,7 @@ inline void ExpRow(const PairInputs<T, L>& in, int64_t i, const T* s_row,
 // d loss / d s_ij of the "exp" kind, loss = sum_i g_pos[i] lse_pos[i] +
 // g_neg[i] lse_neg[i].
 template <typename T, typename L>
-inline T ExpPartial(const PairInputs<T, L>& in, const ExpParams<T>& params,
+METRIX_HD T ExpPartial(const PairInputs<T, L>& in, const ExpParams<T>& params,
                     const ExpGradInputs<T>& grad, int64_t i, int64_t j, T s) {
   T w_pos, w_neg;
   MinedWeights(PairSoftLabel(in, i, j), s, params, grad.min_pos[i],
@@ -128,7 +130,7 @@ inline void ContrastiveRow(const PairInputs<T, L>& in, int64_t i,
 }
 
 template <typename T, typename L>
-inline T ContrastivePartial(const PairInputs<T, L>& in,
+METRIX_HD T ContrastivePartial(const PairInputs<T, L>& in,
                             const ContrastiveParams<T>& params,
                             const ContrastiveGradInputs<T>& grad, int64_t i,
                             int64_t j, T s) {
