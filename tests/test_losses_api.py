@@ -473,3 +473,27 @@ def test_random_strategy_and_lam_are_drawn_per_call_in_graph_mode():
     traced = tf.function(lambda: loss(tf.constant(LABELS), tf.constant(x)))
     values = {float(traced()) for _ in range(4)}
     assert len(values) > 1
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_bad_labels_raise(name):
+    x, q = tf.constant(_batch()), tf.constant(make_proxies())
+    fractional = np.asarray(LABELS, np.float32)
+    fractional[4] = 1.5
+    for labels in (tf.constant(fractional),
+                   tf.constant(np.stack([LABELS, LABELS], axis=1))):
+        _raises_naming(DATA_ERRORS, ["labels"], lambda: call_function(
+            name, labels, x, q))
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_length_mismatch_raises_in_graph_mode(name):
+    q = tf.constant(make_proxies())
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32),
+                                  tf.TensorSpec([None, DIM], tf.float64)])
+    def traced(labels, embeddings):
+        return call_function(name, labels, embeddings, q)
+
+    _raises_naming(DATA_ERRORS, ["labels"], lambda: traced(
+        tf.constant(LABELS), tf.constant(_batch()[:7])))
