@@ -1,6 +1,35 @@
 """Data: loaders for CUB-200-2011, Cars196, SOP and In-Shop, the built-in
-offline glyph set, and tf.data pipelines (class-balanced / shuffled /
-evaluation batches) with the paper's transforms."""
+offline glyph set, and tf.data pipelines with the paper's transforms.
+
+How a training binary uses it (every call is seeded and deterministic):
+
+    from metrix_tf import data
+
+    splits = data.load_dataset(name, root, validation_fraction=0.1, seed=0)
+    # name in data.DATASET_NAMES: "builtin" (root = cache dir, optional),
+    # "cub200", "cars196", "sop", "inshop". splits.train / .val / .test
+    # (or .query + .gallery for In-Shop, splits.protocol says which) are
+    # ImageSplits: images (file paths, or a uint8 array for "builtin"),
+    # labels 0..C-1 per split, class_names. splits.recall_ks: the paper's K.
+    pre = data.Preprocessing.for_dataset(name)        # or your own sizes
+    train = data.balanced_batches(splits.train, pre, classes_per_batch=20,
+                                  images_per_class=5, seed=seed,
+                                  start_step=epoch0 * steps)  # infinite
+    # or data.shuffled_batches(splits.train, pre, 100, seed=seed,
+    #                          start_epoch=epoch0)           # infinite
+    steps = data.steps_per_epoch(splits.train, 100)
+    model.fit(train, epochs=epochs, initial_epoch=epoch0,
+              steps_per_epoch=steps)
+    val = data.eval_batches(splits.val, pre, 100)     # (images, labels)
+
+Resuming: batch `t` of both training pipelines is a pure function of
+`(seed, t)`, so restarting at `start_step = epoch * steps_per_epoch`
+(balanced) or `start_epoch = epoch` (shuffled) continues the exact
+sequence: no batch is lost or repeated.
+
+Serving contract (for export): `Preprocessing.evaluate` = shorter side to
+`resize_size`, centre crop `image_size`, `(x / 255 - mean) / std`.
+"""
 
 from metrix_tf.data.builtin_glyphs import build_glyph_set
 from metrix_tf.data.builtin_glyphs import default_data_dir
