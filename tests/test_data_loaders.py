@@ -421,3 +421,20 @@ def test_image_split_rejects_bad_labels():
         data.ImageSplit(["x", "y"], [0, 2], ["a", "b"])
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         data.ImageSplit(["x", "y"], [0], ["a"])
+
+
+def test_verify_images_finds_truncated_files(tmp_path):
+    rng = np.random.default_rng(0)
+    paths = []
+    for ext in ("jpg", "png"):
+        good = str(tmp_path / f"good.{ext}")
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(good)
+        raw = open(good, "rb").read()
+        cut = str(tmp_path / f"cut.{ext}")
+        with open(cut, "wb") as f:  # valid header, body cut in half
+            f.write(raw[:len(raw) // 2])
+        paths += [good, cut]
+    split = data.ImageSplit(paths, [0, 0, 0, 0], ["a"])
+    with pytest.raises(ValueError, match="2 image file.*cut.jpg.*cut.png"):
+        data.verify_images(split)
+    data.verify_images(data.ImageSplit(paths[::2], [0, 0], ["a"]))
