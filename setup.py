@@ -41,7 +41,9 @@ GEMM_COPIES = {
     "avx2": ["-mavx2", "-mfma"],
     "avx512": ["-mavx512f", "-mavx512dq", "-mavx512vl", "-mavx512bw", "-mfma"],
 }
-CUDA_ARCHS = ["60", "70", "80", "89", "90"]
+# CUDA 13 supports compute capability 7.5 and newer; override with e.g.
+# METRIX_TF_CUDA_ARCHS=70,80 for an older toolkit.
+CUDA_ARCHS = ["75", "80", "89", "90"]
 
 
 def _version():
@@ -168,10 +170,13 @@ class BuildTensorFlowOps(build_ext):
                 )
             compile_cxx(GPU_SOURCES[0], ["-DGOOGLE_CUDA=1"], "soft_label_similarity_ops_gpu")
             obj = os.path.join(temp, "soft_label_similarity_kernels.cu.o")
+            archs = [a.strip() for a in
+                     os.environ.get("METRIX_TF_CUDA_ARCHS", ",".join(CUDA_ARCHS)).split(",")
+                     if a.strip()]
             gencode = []
-            for arch in CUDA_ARCHS:
+            for arch in archs:
                 gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
-            gencode += ["-gencode", f"arch=compute_{CUDA_ARCHS[-1]},code=compute_{CUDA_ARCHS[-1]}"]
+            gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
             jobs.append((
                 [nvcc, "-O3", "-std=c++17", "-I" + HERE, "-Xcompiler", "-fPIC",
                  "--expt-relaxed-constexpr", *gencode, "-c", CUDA_SOURCES[0], "-o", obj],
