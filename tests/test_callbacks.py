@@ -189,3 +189,16 @@ def test_callback_arguments_are_validated():
         Utilization(xv, xv, mixed_fn=1)
     with pytest.raises(ValueError, match=r"batch_size=0"):
         Utilization(xv, xv, batch_size=0)
+
+
+def test_csv_logger_after_the_callback_records_the_key(tmp_path):
+    # File loggers (CSVLogger, TensorBoard) read the same shared logs.
+    xv, yv = _data(40, seed=13)
+    path = os.path.join(tmp_path, "log.csv")
+    history = _fit(_model(), [RecallAtK((xv, yv), ks=(1, 3)),
+                              keras.callbacks.CSVLogger(path)], epochs=2)
+    with open(path) as f:
+        rows = [line.strip().split(",") for line in f]
+    column = rows[0].index("val_recall@3")
+    assert [float(r[column]) for r in rows[1:]] == pytest.approx(
+        history.history["val_recall@3"])

@@ -378,3 +378,16 @@ def test_embedding_mixes_are_unit_mixes_of_two_classes():
         evaluation.embedding_mixes(x, np.zeros(30, int))
     with pytest.raises(ValueError, match=r"alpha=-1"):
         evaluation.embedding_mixes(x, labels, alpha=-1)
+
+
+def test_knn_ties_across_faiss_blocks():
+    # 2,100 rows (faiss tiles the gallery in blocks of 1,024) from 40
+    # distinct lattice vectors: tie groups of ~50 copies span blocks. The
+    # oracle here is a vectorised full sort (lattice products are exact).
+    x = lattice(2100, seed=20, num_distinct=40)
+    scores = x.astype(np.float64) @ x.astype(np.float64).T
+    np.fill_diagonal(scores, -np.inf)
+    index = np.broadcast_to(np.arange(2100), scores.shape)
+    order = np.lexsort((index, -scores), axis=-1)[:, :60]
+    _, idx = evaluation.knn(x, k=60, chunk_size=1000)
+    np.testing.assert_array_equal(idx, order)
