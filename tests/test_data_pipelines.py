@@ -268,3 +268,35 @@ def test_preprocessing_rejects_bad_arguments():
     split = data.ImageSplit(np.zeros((2, 8, 8, 3), np.uint8), [0, 1], "ab")
     with pytest.raises(ValueError, match="3 channel"):
         data.eval_batches(split, pre)
+
+
+def test_train_on_files_jpeg_window_decode_matches_full_decode(tmp_path):
+    rng = np.random.default_rng(3)
+    smooth = np.kron(rng.integers(0, 256, (6, 8, 3)), np.ones((10, 10, 1)))
+    paths = []
+    for ext in ("jpg", "png"):
+        path = str(tmp_path / f"photo.{ext}")
+        Image.fromarray(smooth.astype(np.uint8)).save(path, quality=95)
+        paths.append(path)
+    pre = data.Preprocessing(image_size=24, resize_size=28)
+    for path in paths:
+        contents = tf.io.read_file(path)
+        for s in range(4):
+            seed = tf.constant([s, 7], tf.int64)
+            fast = pre.train_from_file(contents, tf.constant(path), seed)
+            full = pre.train(tf.io.decode_image(contents, channels=3), seed)
+            assert fast.shape == (24, 24, 3) and fast.dtype == tf.float32
+            # Same crop box, same flip: only JPEG decoding details differ.
+            assert float(tf.reduce_mean(tf.abs(fast - full))) < 0.05
+    split = data.ImageSplit(paths + paths, [0, 0, 1, 1], ["a", "b"])
+    ds = data.balanced_batches(split, pre, 2, 2, seed=1, num_steps=2)
+    first = [x.numpy() for x, _ in ds]
+    again = [x.numpy() for x, _ in data.balanced_batches(
+        split, pre, 2, 2, seed=1, num_steps=2)]
+    np.testing.assert_array_equal(first[1], again[1])
+    bad = str(tmp_path / "bad.jpg")
+    with open(bad, "wb") as f:
+        f.write(b"garbage")
+    broken = data.ImageSplit([bad], [0], ["a"])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="bad.jpg"):
+        list(data.shuffled_batches(broken, pre, batch_size=1, num_epochs=1))

@@ -27,6 +27,7 @@ import io
 import json
 import os
 import tempfile
+import time
 import unicodedata
 
 import numpy as np
@@ -368,8 +369,6 @@ def load_builtin(data_dir=None, tiny=False, num_classes=None, image_size=32,
         ValueError: bad arguments, or a cache that fails its hash check
             (names the file; pass `rebuild=True` or delete it).
     """
-    import time
-
     if num_classes is None:
         num_classes = TINY_NUM_CLASSES if tiny else DEFAULT_NUM_CLASSES
     for arg, value, low in (("num_classes", num_classes, 4),

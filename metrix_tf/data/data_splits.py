@@ -1,6 +1,7 @@
 """The splits of one data set and how its test side is evaluated."""
 
 from metrix_tf.data.image_split import ImageSplit
+from metrix_tf.data.image_split import split_validation
 
 
 class DataSplits:
@@ -75,8 +76,6 @@ class DataSplits:
 
         See `split_validation` for the arguments.
         """
-        from metrix_tf.data.image_split import split_validation
-
         train, val = split_validation(self.train, fraction=fraction,
                                       seed=seed, num_classes=num_classes)
         return DataSplits(self.name, train, test=self.test, query=self.query,

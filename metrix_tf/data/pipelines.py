@@ -55,17 +55,26 @@ def image_loader(split, channels):
 
 def _finish(ds, split, preprocessing, batch_size, training, drop_remainder):
     """(index, seed) elements -> normalised (images, labels) batches."""
-    load = image_loader(split, preprocessing.channels)
     labels = tf.constant(split.labels, tf.int32)
     size = preprocessing.image_size
+    if split.is_files and training:
+        paths = tf.constant([str(p) for p in split.images], tf.string)
+
+        def image_of(index, seed):  # JPEGs decode only the crop window
+            path = tf.gather(paths, index)
+            return preprocessing.train_from_file(tf.io.read_file(path), path,
+                                                 seed)
+    else:
+        load = image_loader(split, preprocessing.channels)
+
+        def image_of(index, seed):
+            if training:
+                return preprocessing.train(load(index), seed)
+            return preprocessing.evaluate(load(index))
 
     def transform(index, seed):
-        image = load(index)
-        if training:
-            image = preprocessing.train(image, seed)
-        else:
-            image = preprocessing.evaluate(image)
-        image = tf.ensure_shape(image, [size, size, preprocessing.channels])
+        image = tf.ensure_shape(image_of(index, seed),
+                                [size, size, preprocessing.channels])
         return image, tf.gather(labels, index)
 
     ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)

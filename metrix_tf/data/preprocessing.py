@@ -9,6 +9,16 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _MAGICS = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
 
 
+def _check_signature(contents, path):
+    """An assertion op: `contents` starts like a JPEG/PNG/GIF/BMP file."""
+    head = tf.strings.substr(contents, 0, 4)
+    known = tf.reduce_any(tf.stack([
+        tf.strings.substr(head, 0, len(m)) == m for m in _MAGICS]))
+    return tf.debugging.Assert(known, [
+        "metrix_tf.data: cannot decode image file (empty, or not a "
+        "JPEG/PNG/GIF/BMP):", path])
+
+
 def decode_image(contents, path, channels=3):
     """Decodes JPEG/PNG/GIF/BMP bytes to a uint8 image, naming bad files.
 
@@ -26,12 +36,7 @@ def decode_image(contents, path, channels=3):
         A uint8 tensor of shape `(height, width, channels)` (first frame of
         an animated GIF).
     """
-    head = tf.strings.substr(contents, 0, 4)
-    known = tf.reduce_any(tf.stack([
-        tf.strings.substr(head, 0, len(m)) == m for m in _MAGICS]))
-    check = tf.debugging.Assert(known, [
-        "metrix_tf.data: cannot decode image file (empty, or not a "
-        "JPEG/PNG/GIF/BMP):", path])
+    check = _check_signature(contents, path)
     with tf.control_dependencies([check]):
         image = tf.io.decode_image(contents, channels=channels,
                                    expand_animations=False)
@@ -39,13 +44,36 @@ def decode_image(contents, path, channels=3):
     return image
 
 
+def sample_crop_window(shape, scale=(0.08, 1.0),
+                       ratio=(3.0 / 4.0, 4.0 / 3.0), seed=(0, 0)):
+    """Draws the random resized crop box of an image of the given shape.
+
+    The Inception / torchvision `RandomResizedCrop` recipe: the box covers
+    a fraction in `scale` of the image area with aspect ratio (width /
+    height) in `ratio`; after 10 failed attempts the whole image is used.
+
+    Args:
+        shape: int tensor `(height, width, channels)` of the image.
+        scale: (min, max) area fraction.
+        ratio: (min, max) width / height.
+        seed: int tensor of shape `(2,)` (stateless randomness).
+
+    Returns:
+        `(offset_y, offset_x, height, width)`, int32 scalars.
+    """
+    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.cast(shape, tf.int32), bounding_boxes=tf.zeros([1, 0, 4]),
+        seed=seed, min_object_covered=0.0, aspect_ratio_range=ratio,
+        area_range=scale, max_attempts=10,
+        use_image_if_no_bounding_boxes=True)
+    return begin[0], begin[1], crop_size[0], crop_size[1]
+
+
 def random_resized_crop(image, size, scale=(0.08, 1.0),
                         ratio=(3.0 / 4.0, 4.0 / 3.0), seed=(0, 0)):
     """Crops a random area/aspect box and resizes it to `size` x `size`.
 
-    The Inception / torchvision `RandomResizedCrop` recipe: the box covers
-    a fraction in `scale` of the image area with aspect ratio in `ratio`;
-    after 10 failed attempts the whole image is used.
+    See `sample_crop_window` for the box.
 
     Args:
         image: a tensor of shape `(height, width, channels)`, any dtype.
@@ -58,11 +86,8 @@ def random_resized_crop(image, size, scale=(0.08, 1.0),
         A float32 tensor of shape `(size, size, channels)`, in the input's
         value range.
     """
-    begin, crop_size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(image), bounding_boxes=tf.zeros([1, 0, 4]), seed=seed,
-        min_object_covered=0.0, aspect_ratio_range=ratio, area_range=scale,
-        max_attempts=10, use_image_if_no_bounding_boxes=True)
-    crop = tf.slice(image, begin, crop_size)
+    y, x, h, w = sample_crop_window(tf.shape(image), scale, ratio, seed)
+    crop = image[y:y + h, x:x + w, :]
     return tf.image.resize(tf.cast(crop, tf.float32), [size, size],
                            method="bilinear", antialias=True)
 
@@ -191,15 +216,54 @@ class Preprocessing:
         image = tf.cast(image, tf.float32) / 255.0
         return (image - tf.constant(self.mean)) / tf.constant(self.std)
 
-    def train(self, image, seed):
-        crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
-        image = random_resized_crop(image, self.image_size, self.crop_scale,
-                                    self.crop_ratio, seed=crop_seed)
+    def _finish_train(self, crop, seed):
+        """Resized crop -> optional flip -> normalisation."""
+        image = tf.image.resize(tf.cast(crop, tf.float32),
+                                [self.image_size, self.image_size],
+                                method="bilinear", antialias=True)
         if self.flip:
             flip_seed = tf.random.experimental.stateless_fold_in(seed, 2)
             image = tf.image.stateless_random_flip_left_right(image,
                                                               flip_seed)
         return self.normalize(image)
+
+    def train(self, image, seed):
+        crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+        y, x, h, w = sample_crop_window(tf.shape(image), self.crop_scale,
+                                        self.crop_ratio, crop_seed)
+        return self._finish_train(image[y:y + h, x:x + w, :], seed)
+
+    def train_from_file(self, contents, path, seed):
+        """`train` on encoded bytes; JPEGs decode only the crop window.
+
+        The crop box is drawn from the JPEG header's size exactly as
+        `train` draws it from the decoded image, so both paths pick the
+        same box; decoding only that window is much cheaper for the small
+        crops the recipe takes. Other formats are fully decoded.
+
+        Args:
+            contents: scalar string tensor, the file's bytes.
+            path: scalar string tensor, the file name (for messages).
+            seed: int tensor of shape `(2,)`.
+        """
+        check = _check_signature(contents, path)
+        with tf.control_dependencies([check]):
+            is_jpeg = tf.strings.substr(contents, 0, 3) == _MAGICS[0]
+
+        def jpeg():
+            crop_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+            shape = tf.io.extract_jpeg_shape(contents)
+            y, x, h, w = sample_crop_window(shape, self.crop_scale,
+                                            self.crop_ratio, crop_seed)
+            crop = tf.io.decode_and_crop_jpeg(
+                contents, tf.stack([y, x, h, w]), channels=self.channels)
+            return self._finish_train(crop, seed)
+
+        def other():
+            return self.train(decode_image(contents, path, self.channels),
+                              seed)
+
+        return tf.cond(is_jpeg, jpeg, other)
 
     def evaluate(self, image):
         if self.resize_size == self.image_size:
