@@ -63,8 +63,8 @@ class Metrix:
             layer in the model (see `metrix_tf.mixing`).
         alpha: float > 0, the Beta(alpha, alpha) parameter of `lam`.
         weight: float >= 0, the weight `w` of the mixed loss; or a dict
-            mapping `"positive_negative"` and/or `"anchor_negative"` to their
-            own weights (a missing key uses 0.4). The reference code uses
+            mapping both `"positive_negative"` and `"anchor_negative"` to
+            their own weights. The reference code uses
             `{"positive_negative": 0.4, "anchor_negative": 0.3}` at the
             embedding level.
         strategy: one of `"positive_negative"`, `"anchor_negative"`,
@@ -122,15 +122,14 @@ class Metrix:
                 f"Argument `alpha` must be a number > 0. Received: alpha={alpha!r}"
             )
         if isinstance(weight, dict):
-            unknown = set(weight) - set(MIX_STRATEGIES)
-            if unknown:
-                raise ValueError(
-                    "Argument `weight` may only have the keys "
-                    f"{MIX_STRATEGIES}. Received: weight={weight!r}"
-                )
             weight = {
                 k: _check_weight(f"weight[{k!r}]", v) for k, v in weight.items()
             }
+            if set(weight) != set(MIX_STRATEGIES):
+                raise ValueError(
+                    "A dict `weight` must have exactly the keys "
+                    f"{MIX_STRATEGIES}. Received: weight={weight!r}"
+                )
         else:
             weight = _check_weight("weight", weight)
         if lam is not None:
@@ -162,7 +161,7 @@ class Metrix:
     def weight_for(self, strategy):
         """The weight of the mixed loss of one pair-selection strategy."""
         if isinstance(self.weight, dict):
-            return self.weight.get(strategy, 0.4)
+            return self.weight[strategy]
         return self.weight
 
     @property
@@ -173,20 +172,29 @@ class Metrix:
             self._seed_generator = keras.random.SeedGenerator(self.seed)
         return self._seed_generator
 
-    def sample_lambda(self, dtype="float32"):
-        """This step's mixing factor: the fixed `lam`, or a Beta draw."""
+    def sample_lambda(self, dtype="float32", seed_generator=None):
+        """This step's mixing factor: the fixed `lam`, or a Beta draw.
+
+        `seed_generator` defaults to this config's own; a mixing layer passes
+        its (tracked) generator.
+        """
         if self.lam is not None:
             return keras.ops.convert_to_tensor(self.lam, dtype=dtype)
         return keras.random.beta(
-            (), self.alpha, self.alpha, dtype=dtype, seed=self.seed_generator
+            (),
+            self.alpha,
+            self.alpha,
+            dtype=dtype,
+            seed=seed_generator or self.seed_generator,
         )
 
-    def active_strategies(self):
-        """Boolean scalar tensors: is each of MIX_STRATEGIES used this step?"""
+    def active_strategies(self, seed_generator=None):
+        """Is each of MIX_STRATEGIES used this step (bools or bool tensors)?"""
         if self.strategy == "both":
             return (True, True)
         if self.strategy == "random":
-            coin = keras.random.uniform((), seed=self.seed_generator) < 0.5
+            seed = seed_generator or self.seed_generator
+            coin = keras.random.uniform((), seed=seed) < 0.5
             return (coin, keras.ops.logical_not(coin))
         return tuple(s == self.strategy for s in MIX_STRATEGIES)
 
