@@ -81,6 +81,29 @@ def test_proxies_are_model_variables_and_survive_save_and_load(tmp_path):
     loaded.fit(x, y, batch_size=48, epochs=1, verbose=0)
 
 
+def test_proxy_lr_multiplier_speeds_up_the_proxies_under_adam():
+    x, y = clustered_problem()
+
+    def proxy_rotation(multiplier):
+        keras.utils.set_random_seed(3)
+        loss = metrix_tf.losses.ProxyAnchorLoss(12, 8, proxy_lr_multiplier=multiplier)
+        start = loss.proxies.numpy().copy()
+        model = small_model()
+        model.compile(keras.optimizers.Adam(1e-4), loss=loss)
+        model.fit(x, y, batch_size=48, epochs=1, verbose=0, shuffle=False)
+        before = start / np.linalg.norm(start, axis=1, keepdims=True)
+        end = loss.proxies.numpy()
+        after = end / np.linalg.norm(end, axis=1, keepdims=True)
+        return np.arccos(np.clip(np.sum(before * after, axis=1), -1, 1)).mean()
+
+    slow, fast = proxy_rotation(1.0), proxy_rotation(100.0)
+    # Four Adam steps: the first step of Adam is sign-like, so the rotation
+    # ratio is close to the multiplier.
+    assert 50 < fast / slow < 150, (slow, fast)
+    with pytest.raises(ValueError, match="proxy_lr_multiplier=0"):
+        metrix_tf.losses.ProxyAnchorLoss(3, 2, proxy_lr_multiplier=0)
+
+
 class DictOutputModel(metrix_tf.models.MetricModel):
     """Returns a mixed batch in training (as a mixing layer will)."""
 

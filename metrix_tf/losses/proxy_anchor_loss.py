@@ -134,6 +134,14 @@ class ProxyAnchorLoss(MetricLoss):
         proxy_initializer: initializer of the proxies; defaults to a normal
             distribution with std `sqrt(2 / num_classes)` (Kaiming, fan-out,
             as the reference code).
+        proxy_lr_multiplier: float > 0: train the proxies this many times
+            faster than the network (the reference uses 100). The loss only
+            sees normalised proxies, and an Adam-type optimizer moves every
+            coordinate by about the learning rate whatever the gradient's
+            scale, so storing the proxies scaled by `1 / proxy_lr_multiplier`
+            turns the same step into a `proxy_lr_multiplier` times larger
+            rotation: exactly a learning-rate multiplier for Adam (up to its
+            epsilon), with no second optimizer.
         name: optional name of the loss instance.
         reduction, dtype: as for any Keras loss.
 
@@ -164,6 +172,7 @@ class ProxyAnchorLoss(MetricLoss):
         alpha=32.0,
         metrix=None,
         proxy_initializer=None,
+        proxy_lr_multiplier=1.0,
         name="proxy_anchor_loss",
         reduction="sum_over_batch_size",
         dtype=None,
@@ -183,8 +192,12 @@ class ProxyAnchorLoss(MetricLoss):
                 stddev=math.sqrt(2.0 / num_classes)
             )
         self.proxy_initializer = keras.initializers.get(proxy_initializer)
+        self.proxy_lr_multiplier = check_float(
+            "proxy_lr_multiplier", proxy_lr_multiplier, minimum=0.0, strict=True
+        )
         self.proxies = keras.Variable(
-            self.proxy_initializer((num_classes, embedding_dim)),
+            self.proxy_initializer((num_classes, embedding_dim))
+            / self.proxy_lr_multiplier,
             name="proxies",
             dtype="float32",
         )
@@ -215,6 +228,7 @@ class ProxyAnchorLoss(MetricLoss):
                 "proxy_initializer": keras.initializers.serialize(
                     self.proxy_initializer
                 ),
+                "proxy_lr_multiplier": self.proxy_lr_multiplier,
             }
         )
         return config

@@ -1,8 +1,13 @@
 """`MetricModel`: a `keras.Model` that trains with metric losses."""
 
+import inspect
+
 import keras
+import tensorflow as tf
 from keras import tree
+from keras.src.losses import loss as loss_module
 from keras.src.models.functional import Functional
+from keras.src.trainers.data_adapters import data_adapter_utils
 
 
 def _functional_arguments(args, kwargs):
@@ -24,6 +29,10 @@ class MetricModel(keras.Model):
       missing from saved weights.
     - `compile(jit_compile="auto")` turns XLA off when a loss cannot be
       compiled by it (`supports_jit = False`: the custom op).
+    - `train_step()` passes the batch labels to `call(..., labels=...)` when
+      the model's `call` accepts them (the in-graph Metrix mixing layers need
+      them), and lets subclasses rescale gradients (`transform_gradients`,
+      used for head-only warm-up).
     - `compute_loss()` hands the whole model output to a single metric loss,
       so a training-time output that is a dict (a mixed batch from a Metrix
       mixing layer) reaches the loss intact; Keras 3 would otherwise look
@@ -65,10 +74,22 @@ class MetricModel(keras.Model):
         # Assigned outside compile() so that Keras' tracking sees them:
         # they become trainable variables of the model and part of its
         # saved state.
-        self._metric_losses = losses
-        self._loss_variables = [
-            variable for loss in losses for variable in getattr(loss, "variables", [])
-        ]
+        # A built subclassed model locks its state; adopting the variables of
+        # a newly compiled loss is the one addition we allow.
+        tracker = getattr(self, "_tracker", None)
+        locked = tracker is not None and tracker.locked
+        if locked:
+            tracker.unlock()
+        try:
+            self._metric_losses = losses
+            self._loss_variables = [
+                variable
+                for loss in losses
+                for variable in getattr(loss, "variables", [])
+            ]
+        finally:
+            if locked:
+                tracker.lock()
 
     def compile_from_config(self, config):
         # Keras skips compile() on load when it is overridden; ours only adds
@@ -78,6 +99,37 @@ class MetricModel(keras.Model):
         self.compile(**config)
         if hasattr(self, "optimizer") and self.built:
             self.optimizer.build(self.trainable_variables)
+
+    def _call_accepts_labels(self):
+        return "labels" in inspect.signature(self.call).parameters
+
+    def transform_gradients(self, gradients, variables):
+        """Hook: rescale gradients before the optimizer step (identity here)."""
+        return gradients
+
+    def train_step(self, data):
+        # Keras' TensorFlow train_step, plus the labels and the gradient hook.
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        with tf.GradientTape() as tape:
+            if self._call_accepts_labels():
+                y_pred = self(x, training=True, labels=y)
+            else:
+                y_pred = self(x, training=True)
+            loss = self._compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
+            self._loss_tracker.update_state(
+                loss_module.unscale_loss_for_distribution(loss),
+                sample_weight=tf.shape(tree.flatten(x)[0])[0],
+            )
+            if self.optimizer is not None:
+                loss = self.optimizer.scale_loss(loss)
+        variables = self.trainable_weights
+        if variables:
+            gradients = tape.gradient(loss, variables)
+            gradients = self.transform_gradients(gradients, variables)
+            self.optimizer.apply_gradients(zip(gradients, variables))
+        return self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def compute_loss(
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True

@@ -1,0 +1,47 @@
+"""Metrix at the feature level: mix the backbone's feature maps."""
+
+import keras
+
+from metrix_tf.mixing.mixing_layer import MixingLayer
+from metrix_tf.mixing.pair_selection import select_mix_pairs
+
+
+@keras.saving.register_keras_serializable(package="metrix_tf")
+class FeatureMixing(MixingLayer):
+    """Mixes feature maps of pairs of a batch (Metrix, feature level).
+
+    The pairs are those of the embedding level (every positive-negative pair
+    (p, n) scored for each anchor of p's class, and anchor-negative pairs for
+    anchors without a positive), capped at `max_mixes` by a uniform random
+    subset. The mixes then go through the pooling + embedding head only, so a
+    step costs one backbone pass (the reference code makes three).
+
+    Args:
+        metrix: a `metrix_tf.Metrix` with `level="feature"`.
+        max_mixes: int > 0 or None (the batch size): the most mixes per step.
+        **kwargs: forwarded to `keras.layers.Layer`.
+
+    Call arguments:
+        inputs: float tensor `(B, H, W, C)` (or any `(B, ...)`) of features.
+        labels: int tensor `(B,)`.
+        training: bool; outside training there are no mixes.
+
+    Returns:
+        `(mixed, pairs, lam)`: mixed features `(V, H, W, C)`, a
+        `metrix_tf.mixing.pair_selection.MixPairs` and the scalar `lam`.
+
+    Example:
+
+    ```python
+    mixing = FeatureMixing(metrix_tf.Metrix(level="feature"))
+    mixed, pairs, lam = mixing(feature_maps, labels, training=True)
+    ```
+
+    Reference:
+        - [Venkataramanan et al., 2022](https://arxiv.org/abs/2106.04990)
+    """
+
+    level = "feature"
+
+    def select(self, labels, embeddings, strategies):
+        return select_mix_pairs(labels, *strategies)

@@ -1,0 +1,171 @@
+"""`EmbeddingModel`: backbone + embedding head, with in-graph Metrix."""
+
+import keras
+import tensorflow as tf
+
+from metrix_tf.losses.metric_loss import check_metrix
+from metrix_tf.mixing.feature_mixing import FeatureMixing
+from metrix_tf.mixing.input_mixing import InputMixing
+from metrix_tf.mixing.mixed_batch import make_mixed_batch
+from metrix_tf.models.backbones import freeze_batchnorm as _freeze_batchnorm
+from metrix_tf.models.backbones import resnet50_backbone
+from metrix_tf.models.embedding_head import EmbeddingHead
+from metrix_tf.models.metric_model import MetricModel
+
+
+@keras.saving.register_keras_serializable(package="metrix_tf")
+class EmbeddingModel(MetricModel):
+    """An embedding network that mixes in-graph while it trains (Metrix).
+
+    `backbone` -> `EmbeddingHead` (GAP + GMP summed, Dense, L2 norm). With a
+    feature- or input-level `metrix`, a training call with labels (as
+    `model.fit` makes it) returns a mixed-batch dict for the loss; inference
+    (`predict`, `training=False`, export) never mixes and returns the
+    `(B, embedding_dim)` embeddings.
+    - feature level: one backbone pass; the mixed feature maps go through the
+      head only, together with the clean ones.
+    - input level: a clean pass finds each anchor's hardest negative, then the
+      mixed images (at most `max_mixes`) go through the whole network.
+    - embedding level (or no metrix): the model never mixes; the loss mixes.
+
+    Args:
+        backbone: a Keras model from images to feature maps `(B, h, w, c)` (or
+            features `(B, c)`); None builds ResNet-50 (`input_shape`,
+            `backbone_weights`).
+        embedding_dim: int > 0. Defaults to 512.
+        metrix: a `metrix_tf.Metrix` (its level decides where mixing
+            happens), or None. Give the loss the same object.
+        max_mixes: int > 0 or None (the batch size): the most mixes per step
+            at the input and feature levels.
+        freeze_batchnorm: bool, freeze the backbone's BatchNormalization
+            layers (the paper's recipe).
+        input_shape: image shape for the default ResNet-50.
+        backbone_weights: None, "imagenet" (downloads) or a local weights
+            file path, for the default ResNet-50.
+        **kwargs: forwarded to `keras.Model` (e.g. `name`).
+
+    Call arguments:
+        inputs: float tensor of images `(B, H, W, C)`.
+        training: bool.
+        labels: int tensor `(B,)`, given by `model.fit`; needed to mix.
+
+    Example:
+
+    ```python
+    metrix = metrix_tf.Metrix(level="feature")
+    model = metrix_tf.models.EmbeddingModel(
+        backbone=None, embedding_dim=512, metrix=metrix,
+        input_shape=(224, 224, 3))
+    model.compile("adam", loss=metrix_tf.losses.MultiSimilarityLoss(metrix=metrix))
+    model.fit(train_dataset, epochs=60)
+    ```
+
+    Reference:
+        - [Venkataramanan et al., 2022](https://arxiv.org/abs/2106.04990)
+    """
+
+    def __init__(
+        self,
+        backbone=None,
+        embedding_dim=512,
+        metrix=None,
+        max_mixes=None,
+        freeze_batchnorm=False,
+        input_shape=(224, 224, 3),
+        backbone_weights=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if backbone is None:
+            backbone = resnet50_backbone(input_shape, backbone_weights)
+        elif isinstance(backbone, dict):
+            backbone = keras.saving.deserialize_keras_object(backbone)
+        if not isinstance(backbone, keras.Model):
+            raise TypeError(
+                "Argument `backbone` must be a keras.Model or None. "
+                f"Received: backbone={backbone!r}"
+            )
+        self.metrix = check_metrix(metrix)
+        self.embedding_dim = embedding_dim
+        self.max_mixes = max_mixes
+        self.freeze_batchnorm = bool(freeze_batchnorm)
+        self.backbone = _freeze_batchnorm(backbone) if freeze_batchnorm else backbone
+        self.head = EmbeddingHead(embedding_dim, name="head")
+        level = None if self.metrix is None else self.metrix.level
+        if level == "feature":
+            self.mixing = FeatureMixing(self.metrix, max_mixes, name="feature_mixing")
+        elif level == "input":
+            self.mixing = InputMixing(self.metrix, max_mixes, name="input_mixing")
+        else:
+            self.mixing = None
+        # 1.0 trains the backbone, 0.0 trains only the head (and proxies):
+        # set by the HeadWarmUp callback; saved with the model.
+        self.backbone_gradient_scale = keras.Variable(
+            1.0, trainable=False, name="backbone_gradient_scale"
+        )
+
+    def embed(self, inputs, training=False):
+        """The clean embeddings `(B, embedding_dim)` of `inputs`."""
+        return self.head(self.backbone(inputs, training=training))
+
+    def call(self, inputs, training=False, labels=None):
+        if not training or labels is None or self.mixing is None:
+            return self.embed(inputs, training=training)
+        labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+        if self.metrix.level == "feature":
+            features = self.backbone(inputs, training=training)
+            mixed, pairs, lam = self.mixing(features, labels, training=training)
+            embeddings = self.head(tf.concat([features, mixed], axis=0))
+            batch_size = tf.shape(features)[0]
+            return make_mixed_batch(
+                labels,
+                embeddings[:batch_size],
+                embeddings[batch_size:],
+                pairs,
+                lam,
+            )
+        clean = self.embed(inputs, training=training)
+        mixed, pairs, lam = self.mixing(
+            inputs, labels, embeddings=clean, training=training
+        )
+        # No mixes this step (e.g. the anchor-negative strategy on a batch
+        # where every anchor has a positive): skip the pass. An empty batch
+        # would put NaN into BatchNormalization's moving statistics (and
+        # oneDNN's convolutions reject it).
+        mixed_embeddings = tf.cond(
+            tf.shape(mixed)[0] > 0,
+            lambda: self.embed(mixed, training=training),
+            lambda: tf.zeros([0, self.embedding_dim], clean.dtype),
+        )
+        return make_mixed_batch(labels, clean, mixed_embeddings, pairs, lam)
+
+    def transform_gradients(self, gradients, variables):
+        backbone_ids = {id(v) for v in self.backbone.trainable_variables}
+        scale = self.backbone_gradient_scale
+        return [
+            None
+            if g is None
+            else (g * tf.cast(scale, g.dtype) if id(v) in backbone_ids else g)
+            for g, v in zip(gradients, variables)
+        ]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "embedding_dim": self.embedding_dim,
+                "metrix": None
+                if self.metrix is None
+                else keras.saving.serialize_keras_object(self.metrix),
+                "max_mixes": self.max_mixes,
+                "freeze_batchnorm": self.freeze_batchnorm,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
