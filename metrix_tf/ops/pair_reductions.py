@@ -73,7 +73,9 @@ ContrastiveReductions.__doc__ = """Per-anchor results of the contrastive kind, e
 
 
 def _scalar(value, dtype, name):
-    value = tf.convert_to_tensor(value)
+    # dtype_hint keeps a Python float in full precision for float64 (a plain
+    # convert_to_tensor would round it through float32 first).
+    value = tf.convert_to_tensor(value, dtype_hint=dtype)
     if value.shape.rank not in (None, 0):
         raise ValueError(f"{name} must be a scalar; received shape={value.shape}")
     return tf.cast(value, dtype)
