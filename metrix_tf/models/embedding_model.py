@@ -104,6 +104,10 @@ class EmbeddingModel(MetricModel):
             1.0, trainable=False, name="backbone_gradient_scale"
         )
 
+    def build(self, input_shape):
+        self.head.build(self.backbone.compute_output_shape(input_shape))
+        self.built = True
+
     def embed(self, inputs, training=False):
         """The clean embeddings `(B, embedding_dim)` of `inputs`."""
         return self.head(self.backbone(inputs, training=training))

@@ -1,0 +1,127 @@
+"""`metrix-export` and `metrix-eval`: export a run's checkpoint as a
+SavedModel, and evaluate a SavedModel on a data set.
+
+    metrix-export --workdir=metrix_run [--output=DIR]
+    metrix-eval --saved_model=metrix_run/saved_model --dataset=builtin
+"""
+
+import json
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+FLAGS = flags.FLAGS
+
+
+def _define_export_flags():
+    flags.DEFINE_string("workdir", "metrix_run", "The training run's directory.")
+    flags.DEFINE_string("output", "", "Export directory (default: WORKDIR/saved_model).")
+
+
+def _define_eval_flags():
+    flags.DEFINE_string("saved_model", "", "Directory of the SavedModel to evaluate.")
+    flags.DEFINE_string("dataset", "builtin", "Data set name.")
+    flags.DEFINE_string("data_dir", "", "Directory of the extracted data set.")
+    flags.DEFINE_boolean("tiny", False, "The tiny built-in set.")
+    flags.DEFINE_string("recall_ks", "", "Comma-separated K ('' : the data set's).")
+    flags.DEFINE_integer("batch_size", 256, "Evaluation batch size.")
+
+
+def export_workdir(workdir, output=""):
+    """Rebuild a run's model from its config, restore its last checkpoint,
+    export it; returns the export path."""
+    from metrix_tf.training.run_state import RunState
+    from metrix_tf.training.train_config import TrainConfig
+    from metrix_tf.training.trainer import CONFIG_FILE, EXPORT_DIR, build_model, load_data
+    from metrix_tf.export.saved_model import export_saved_model
+
+    config_path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(config_path):
+        raise ValueError(f"--workdir={workdir!r} holds no training run ({CONFIG_FILE} missing)")
+    config = TrainConfig.from_json(config_path)
+    splits, preprocessing = load_data(config)
+    model, _ = build_model(config, preprocessing, splits.train.num_classes)
+    state = RunState(workdir, model)
+    epochs = state.restore()
+    if epochs == 0:
+        raise ValueError(f"--workdir={workdir!r} has no checkpoint to export")
+    return export_saved_model(
+        model, preprocessing, output or os.path.join(workdir, EXPORT_DIR),
+        metadata={"config": json.loads(config.to_json()), "epochs": epochs},
+    )
+
+
+def evaluate_saved_model(path, dataset, data_dir="", tiny=False, ks=None, batch_size=256):
+    """Recall@K & co of a SavedModel on a data set's unseen classes."""
+    import numpy as np
+
+    from metrix_tf import data as data_lib
+    from metrix_tf import evaluation
+    from metrix_tf.export.saved_model import load_serving_function, pixels_from_normalised
+
+    serve = load_serving_function(path)
+    extra = {"tiny": tiny} if dataset == "builtin" else {}
+    splits = data_lib.load_dataset(dataset, data_dir or None, **extra)
+    preprocessing = data_lib.Preprocessing.for_dataset(dataset)
+    ks = ks or list(splits.recall_ks)
+
+    def embed(split):
+        out = []
+        for images, _ in data_lib.eval_batches(split, preprocessing, batch_size):
+            out.append(serve(images=pixels_from_normalised(images, preprocessing))["embeddings"].numpy())
+        return np.concatenate(out)
+
+    if splits.protocol == "query_gallery":
+        return evaluation.evaluate_retrieval(
+            embed(splits.query), splits.query.labels, ks=ks,
+            gallery_embeddings=embed(splits.gallery), gallery_labels=splits.gallery.labels,
+        )
+    return evaluation.evaluate_retrieval(embed(splits.test), splits.test.labels, ks=ks)
+
+
+def export_main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        print(export_workdir(FLAGS.workdir, FLAGS.output))
+    except ValueError as error:
+        print(f"metrix-export: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def eval_main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.saved_model:
+        raise app.UsageError("--saved_model is required")
+    try:
+        ks = [int(k) for k in FLAGS.recall_ks.split(",")] if FLAGS.recall_ks else None
+    except ValueError:
+        raise app.UsageError(f"--recall_ks must be comma-separated ints. Received: {FLAGS.recall_ks!r}")
+    try:
+        results = evaluate_saved_model(
+            FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir, FLAGS.tiny, ks, FLAGS.batch_size
+        )
+    except ValueError as error:
+        print(f"metrix-eval: error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def run_export():
+    """Console-script entry point of metrix-export."""
+    _define_export_flags()
+    app.run(export_main)
+
+
+def run_eval():
+    """Console-script entry point of metrix-eval."""
+    _define_eval_flags()
+    app.run(eval_main)

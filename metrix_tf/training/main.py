@@ -1,0 +1,69 @@
+"""`metrix-train`: the absl training binary.
+
+    metrix-train                                  # the offline default run
+    metrix-train --config=configs/cub200/multi_similarity_feature.json \\
+        --data_dir=/data/CUB_200_2011 --backbone_weights=imagenet
+
+Every field of `TrainConfig` is a flag; `--config` (a JSON file) sets
+defaults that explicit flags override.
+"""
+
+import dataclasses
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from metrix_tf.training.train_config import TrainConfig
+
+_DEFINE = {bool: flags.DEFINE_boolean, int: flags.DEFINE_integer,
+           float: flags.DEFINE_float, str: flags.DEFINE_string}
+
+flags.DEFINE_string("config", "", "JSON file of settings (see configs/); flags override it.")
+for _field in dataclasses.fields(TrainConfig):
+    _DEFINE[_field.type if isinstance(_field.type, type) else eval(_field.type)](
+        _field.name, _field.default, TrainConfig.HELP[_field.name]
+    )
+
+FLAGS = flags.FLAGS
+
+
+def config_from_flags(flag_values=FLAGS):
+    """The `TrainConfig` of the command line: defaults < --config < flags."""
+    config = TrainConfig.from_json(flag_values.config) if flag_values.config else TrainConfig()
+    explicit = {
+        name: flag_values[name].value
+        for name in TrainConfig.field_names()
+        if flag_values[name].present
+    }
+    return config.replace(**explicit).validate()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        config = config_from_flags()
+    except ValueError as error:
+        raise app.UsageError(str(error))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.set_verbosity(logging.WARNING)
+    from metrix_tf.training.trainer import train  # imports TensorFlow
+
+    try:
+        train(config)
+    except ValueError as error:  # bad data, workdir or checkpoint: say what
+        print(f"metrix-train: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run():
+    """Console-script entry point."""
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,228 @@
+"""`TrainConfig`: every setting of a training run, validated in one place.
+
+The absl flags of `metrix-train` are generated from these fields, the JSON
+files under `configs/` set them, and `workdir/config.json` records the
+resolved run (what `metrix-export` rebuilds the model from).
+"""
+
+import dataclasses
+import json
+import os
+
+DATASETS = ("builtin", "cub200", "cars196", "sop", "inshop")
+LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
+LEVELS = ("none", "input", "feature", "embedding")
+STRATEGIES = ("random", "positive_negative", "anchor_negative", "both")
+SCORINGS = ("per_anchor", "all_pairs")
+BACKBONES = ("small_cnn", "resnet50")
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """The settings of one training run (defaults: the offline default run)."""
+
+    dataset: str = "builtin"
+    data_dir: str = ""
+    tiny: bool = False
+    loss: str = "multi_similarity"
+    metrix_level: str = "feature"
+    metrix_strategy: str = "random"
+    metrix_scoring: str = "per_anchor"
+    metrix_weight: float = 0.4
+    metrix_alpha: float = 2.0
+    max_mixes: int = 0
+    backbone: str = "small_cnn"
+    backbone_width: int = 32
+    backbone_weights: str = ""
+    freeze_batchnorm: bool = False
+    embedding_dim: int = 64
+    batch_size: int = 100
+    images_per_class: int = 0
+    epochs: int = 8
+    steps_per_epoch: int = 0
+    warmup_epochs: int = 0
+    learning_rate: float = 1e-3
+    proxy_lr_multiplier: float = 100.0
+    weight_decay: float = 1e-4
+    lr_decay_epochs: str = ""
+    lr_decay_factor: float = 0.1
+    validation_fraction: float = 0.1
+    eval_every: int = 1
+    recall_ks: str = ""
+    seed: int = 0
+    workdir: str = "metrix_run"
+    resume: bool = True
+    export: bool = True
+    distribution: str = "default"
+
+    HELP = {
+        "dataset": f"Data set: one of {DATASETS}.",
+        "data_dir": "Directory of the extracted data set (builtin: cache dir).",
+        "tiny": "Use the tiny built-in set (tests, smoke runs).",
+        "loss": f"Loss: one of {LOSSES}.",
+        "metrix_level": f"Metrix level: one of {LEVELS} (none: baseline).",
+        "metrix_strategy": f"Metrix pair strategy: one of {STRATEGIES}.",
+        "metrix_scoring": f"Metrix scoring: one of {SCORINGS}.",
+        "metrix_weight": "Weight w of the mixed loss (>= 0).",
+        "metrix_alpha": "Beta(alpha, alpha) parameter of lambda (> 0).",
+        "max_mixes": "Most mixes per step at input/feature level (0: batch size).",
+        "backbone": f"Backbone: one of {BACKBONES}.",
+        "backbone_width": "Channels of the small CNN's first block.",
+        "backbone_weights": "ResNet-50 weights: '' (random), 'imagenet' or a file.",
+        "freeze_batchnorm": "Freeze the backbone's BatchNormalization layers.",
+        "embedding_dim": "Embedding size.",
+        "batch_size": "Batch size.",
+        "images_per_class": "m of class-balanced batches (0: shuffled batches).",
+        "epochs": "Number of epochs.",
+        "steps_per_epoch": "Steps per epoch (0: images // batch size).",
+        "warmup_epochs": "Epochs that train only the head (and proxies).",
+        "learning_rate": "Adam learning rate.",
+        "proxy_lr_multiplier": "Proxy-anchor proxies learn this many times faster.",
+        "weight_decay": "Adam weight decay (decoupled).",
+        "lr_decay_epochs": "Comma-separated epochs where the lr is multiplied by lr_decay_factor.",
+        "lr_decay_factor": "Step decay factor (0, 1].",
+        "validation_fraction": "Fraction of training classes held out for model selection.",
+        "eval_every": "Evaluate Recall@K on the validation classes every N epochs.",
+        "recall_ks": "Comma-separated K of Recall@K ('' : the data set's).",
+        "seed": "Random seed (data order, augmentation, init, mixing).",
+        "workdir": "Directory for checkpoints, logs, plots and the export.",
+        "resume": "Resume from the workdir's last checkpoint (--noresume restarts).",
+        "export": "Export the SavedModel at the end of training.",
+        "distribution": f"tf.distribute strategy: one of {DISTRIBUTIONS}.",
+    }
+
+    @classmethod
+    def field_names(cls):
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_json(cls, path):
+        """Settings from a JSON file (unknown keys or wrong types are an
+        error; the result is validated once flags are applied)."""
+        if not os.path.isfile(path):
+            raise ValueError(f"--config: no such file: {path!r}")
+        try:
+            with open(path) as f:
+                values = json.load(f)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--config: {path!r} is not valid JSON: {error}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"--config: {path!r} must hold a JSON object")
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"--config: {path!r} has unknown settings {unknown}")
+        for field in dataclasses.fields(cls):
+            if field.name in values:
+                value, kind = values[field.name], type(field.default)
+                ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+                if kind is float and isinstance(value, int) and not isinstance(value, bool):
+                    ok, values[field.name] = True, float(value)
+                if not ok:
+                    raise ValueError(
+                        f"--config: {path!r}: {field.name} must be a "
+                        f"{kind.__name__}. Received: {value!r}"
+                    )
+        return cls(**values)
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def decay_epochs(self):
+        return _int_list("lr_decay_epochs", self.lr_decay_epochs)
+
+    def ks(self):
+        return _int_list("recall_ks", self.recall_ks)
+
+    def validate(self):
+        """Raise ValueError naming the flag and the bad value."""
+        for name, choices in (
+            ("dataset", DATASETS),
+            ("loss", LOSSES),
+            ("metrix_level", LEVELS),
+            ("metrix_strategy", STRATEGIES),
+            ("metrix_scoring", SCORINGS),
+            ("backbone", BACKBONES),
+            ("distribution", DISTRIBUTIONS),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"--{name} must be one of {choices}. Received: "
+                    f"--{name}={getattr(self, name)!r}"
+                )
+        for name, low in (
+            ("embedding_dim", 1),
+            ("batch_size", 2),
+            ("epochs", 1),
+            ("eval_every", 1),
+            ("backbone_width", 1),
+        ):
+            if getattr(self, name) < low:
+                raise ValueError(f"--{name} must be >= {low}. Received: --{name}={getattr(self, name)}")
+        for name in ("images_per_class", "steps_per_epoch", "warmup_epochs", "max_mixes"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be >= 0. Received: --{name}={getattr(self, name)}")
+        if self.images_per_class == 1 or (
+            self.images_per_class and self.batch_size % self.images_per_class
+        ):
+            raise ValueError(
+                "--images_per_class must be 0 or an int >= 2 dividing --batch_size. "
+                f"Received: --images_per_class={self.images_per_class}, "
+                f"--batch_size={self.batch_size}"
+            )
+        for name in ("learning_rate", "metrix_alpha", "proxy_lr_multiplier"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name} must be > 0. Received: --{name}={getattr(self, name)}")
+        for name in ("metrix_weight", "weight_decay"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"--{name} must be >= 0. Received: --{name}={getattr(self, name)}")
+        if not 0 < self.lr_decay_factor <= 1:
+            raise ValueError(
+                f"--lr_decay_factor must be in (0, 1]. Received: --lr_decay_factor={self.lr_decay_factor}"
+            )
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(
+                "--validation_fraction must be in [0, 1). "
+                f"Received: --validation_fraction={self.validation_fraction}"
+            )
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs:
+            raise ValueError(
+                f"--warmup_epochs ({self.warmup_epochs}) must be smaller than "
+                f"--epochs ({self.epochs})"
+            )
+        if any(e < 1 for e in self.decay_epochs()):
+            raise ValueError(f"--lr_decay_epochs must be epochs >= 1. Received: {self.lr_decay_epochs!r}")
+        if any(k < 1 for k in self.ks()):
+            raise ValueError(f"--recall_ks must be ints >= 1. Received: {self.recall_ks!r}")
+        if self.dataset != "builtin" and not self.data_dir:
+            raise ValueError(f"--dataset={self.dataset} needs --data_dir, the extracted data set")
+        if self.dataset != "builtin" and self.tiny:
+            raise ValueError("--tiny applies to --dataset=builtin only")
+        if self.backbone_weights and self.backbone != "resnet50":
+            raise ValueError(
+                "--backbone_weights applies to --backbone=resnet50. Received: "
+                f"--backbone={self.backbone}, --backbone_weights={self.backbone_weights!r}"
+            )
+        if self.backbone_weights not in ("", "imagenet") and not os.path.isfile(
+            self.backbone_weights
+        ):
+            raise ValueError(
+                f"--backbone_weights: no such file: {self.backbone_weights!r}"
+            )
+        if not self.workdir:
+            raise ValueError("--workdir must not be empty")
+        return self
+
+
+def _int_list(name, text):
+    if not text.strip():
+        return []
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ValueError(
+            f"--{name} must be comma-separated ints. Received: --{name}={text!r}"
+        ) from None

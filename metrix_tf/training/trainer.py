@@ -1,0 +1,267 @@
+"""The training run behind `metrix-train`: data, model, fit, evaluation,
+checkpoints, plots and export, driven by a `TrainConfig`."""
+
+import json
+import os
+import time
+
+import keras
+import numpy as np
+
+from metrix_tf import data as data_lib
+from metrix_tf import evaluation
+from metrix_tf import losses
+from metrix_tf.callbacks import HeadWarmUp
+from metrix_tf.callbacks import RecallAtK
+from metrix_tf.export import export_saved_model
+from metrix_tf.mixing.metrix import Metrix
+from metrix_tf.models import EmbeddingModel
+from metrix_tf.models import resnet50_backbone
+from metrix_tf.models import small_cnn_backbone
+from metrix_tf.training.run_state import RecordEpochs
+from metrix_tf.training.run_state import RunState
+from metrix_tf.training.run_state import write_atomically
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+PLOT_FILE = "recall_at_k.png"
+EXPORT_DIR = "saved_model"
+
+
+def load_data(config):
+    """`(splits, preprocessing)` of the configured data set."""
+    extra = {"tiny": config.tiny} if config.dataset == "builtin" else {}
+    splits = data_lib.load_dataset(
+        config.dataset,
+        config.data_dir or None,
+        validation_fraction=config.validation_fraction or None,
+        seed=config.seed,
+        **extra,
+    )
+    return splits, data_lib.Preprocessing.for_dataset(config.dataset)
+
+
+def make_metrix(config):
+    if config.metrix_level == "none":
+        return None
+    return Metrix(
+        level=config.metrix_level,
+        alpha=config.metrix_alpha,
+        weight=config.metrix_weight,
+        strategy=config.metrix_strategy,
+        scoring=config.metrix_scoring,
+        seed=config.seed,
+    )
+
+
+def build_model(config, preprocessing, num_classes):
+    """`(model, loss)`: the compiled `EmbeddingModel` of a config."""
+    metrix = make_metrix(config)
+    shape = (preprocessing.image_size, preprocessing.image_size, preprocessing.channels)
+    if config.backbone == "resnet50":
+        backbone = resnet50_backbone(shape, config.backbone_weights or None)
+    else:
+        backbone = small_cnn_backbone(shape, width=config.backbone_width)
+    model = EmbeddingModel(
+        backbone,
+        embedding_dim=config.embedding_dim,
+        metrix=metrix,
+        max_mixes=config.max_mixes or None,
+        freeze_batchnorm=config.freeze_batchnorm,
+    )
+    if config.loss == "contrastive":
+        loss = losses.ContrastiveLoss(metrix=metrix)
+    elif config.loss == "multi_similarity":
+        loss = losses.MultiSimilarityLoss(metrix=metrix)
+    else:
+        loss = losses.ProxyAnchorLoss(
+            num_classes,
+            config.embedding_dim,
+            metrix=metrix,
+            proxy_lr_multiplier=config.proxy_lr_multiplier,
+        )
+    optimizer = keras.optimizers.Adam(
+        config.learning_rate, weight_decay=config.weight_decay or None
+    )
+    model.compile(optimizer=optimizer, loss=loss)
+    model(np.zeros((2,) + shape, "float32"))  # build
+    model.optimizer.build(model.trainable_variables)
+    return model, loss
+
+
+def embed(model, split, preprocessing, batch_size=256):
+    """Embeddings `(N, D)` of a split (evaluation transform, no mixing)."""
+    batches = data_lib.eval_batches(split, preprocessing, batch_size)
+    return model.predict(batches.map(lambda x, y: x), verbose=0)
+
+
+def evaluate_model(model, splits, preprocessing, ks, train_embeddings=None, seed=0):
+    """Recall@K & co on the unseen classes, and utilization (+ mixed)."""
+    if splits.protocol == "query_gallery":
+        queries = embed(model, splits.query, preprocessing)
+        gallery = embed(model, splits.gallery, preprocessing)
+        results = evaluation.evaluate_retrieval(
+            queries, splits.query.labels, ks=ks,
+            gallery_embeddings=gallery, gallery_labels=splits.gallery.labels,
+        )
+        test = np.concatenate([queries, gallery])
+    else:
+        test = embed(model, splits.test, preprocessing)
+        results = evaluation.evaluate_retrieval(test, splits.test.labels, ks=ks)
+    if train_embeddings is None:
+        train_embeddings = embed(model, splits.train, preprocessing)
+    results["utilization"] = evaluation.utilization(test, train_embeddings)
+    mixes = evaluation.embedding_mixes(train_embeddings, splits.train.labels, seed=seed)
+    results["utilization_with_mixes"] = evaluation.utilization(
+        test, train_embeddings, mixed_embeddings=mixes
+    )
+    return results
+
+
+def learning_rate_schedule(config):
+    decay = config.decay_epochs()
+
+    def schedule(epoch, lr=None):
+        return config.learning_rate * config.lr_decay_factor ** sum(epoch >= e for e in decay)
+
+    return schedule
+
+
+def plot_history(history, path, ks):
+    """PNG of the validation Recall@K over epochs (atomic write)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    for k in ks:
+        points = [(h["epoch"] + 1, h[f"val_recall@{k}"]) for h in history if f"val_recall@{k}" in h]
+        if points:
+            axis.plot(*zip(*points), marker="o", label=f"Recall@{k}")
+    axis.set_xlabel("epoch")
+    axis.set_ylabel("validation Recall@K")
+    axis.set_title("Recall@K on held-out training classes")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    figure.savefig(tmp, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def format_results(before, after, ks):
+    rows = [f"recall@{k}" for k in ks] + ["map@r", "utilization", "utilization_with_mixes"]
+    lines = [f"{'metric (unseen classes)':<26}{'untrained':>10}{'trained':>10}"]
+    for row in rows:
+        lines.append(f"{row:<26}{before[row]:>10.4f}{after[row]:>10.4f}")
+    return "\n".join(lines)
+
+
+def _check_workdir(config, resume):
+    os.makedirs(config.workdir, exist_ok=True)
+    path = os.path.join(config.workdir, CONFIG_FILE)
+    if resume and os.path.exists(path):
+        with open(path) as f:
+            previous = json.load(f)
+        ignored = {"epochs", "resume", "export"}
+        current = json.loads(config.to_json())
+        changed = sorted(k for k in current if k not in ignored and previous.get(k) != current[k])
+        if changed:
+            raise ValueError(
+                f"--workdir={config.workdir!r} holds a run with other settings "
+                f"({', '.join(f'{k}: {previous.get(k)!r} -> {current[k]!r}' for k in changed)}); "
+                "use another --workdir, or --noresume to start over there"
+            )
+    write_atomically(path, config.to_json())
+
+
+def train(config, verbose="auto", log=print):
+    """Run a whole training job; returns the results dict.
+
+    Resumes from the workdir's last checkpoint when `config.resume`.
+    """
+    config.validate()
+    keras.utils.set_random_seed(config.seed)
+    _check_workdir(config, config.resume)
+    started = time.time()
+    splits, preprocessing = load_data(config)
+    ks = config.ks() or list(splits.recall_ks)
+    model, loss = build_model(config, preprocessing, splits.train.num_classes)
+    state = RunState(config.workdir, model)
+    if config.resume:
+        initial_epoch = state.restore()
+    else:
+        state.clear()
+        initial_epoch = 0
+    if initial_epoch:
+        log(f"Resuming {config.workdir!r} after epoch {initial_epoch} of {config.epochs}.")
+
+    before_path = os.path.join(config.workdir, "results_untrained.json")
+    if initial_epoch == 0 or not os.path.exists(before_path):
+        if initial_epoch:
+            log("(the untrained figures were not recorded; evaluating the checkpoint)")
+        before = evaluate_model(model, splits, preprocessing, ks, seed=config.seed)
+        write_atomically(before_path, json.dumps(before, indent=2))
+    with open(before_path) as f:
+        before = json.load(f)
+
+    batch_size = config.batch_size
+    steps = config.steps_per_epoch or data_lib.steps_per_epoch(splits.train, batch_size)
+    if config.images_per_class:
+        train_batches = data_lib.balanced_batches(
+            splits.train, preprocessing,
+            classes_per_batch=batch_size // config.images_per_class,
+            images_per_class=config.images_per_class,
+            seed=config.seed, start_step=initial_epoch * steps,
+        )
+    else:
+        # Shuffled batches restart at a data-epoch boundary: skip into it so
+        # that fit-epoch `initial_epoch` starts at batch initial_epoch * steps.
+        nominal = data_lib.steps_per_epoch(splits.train, batch_size)
+        first = initial_epoch * steps
+        train_batches = data_lib.shuffled_batches(
+            splits.train, preprocessing, batch_size, seed=config.seed,
+            start_epoch=first // nominal,
+        ).skip(first % nominal)
+    callbacks = []
+    if splits.val is not None:
+        val_ks = [k for k in ks if k < splits.val.num_examples]
+        callbacks.append(
+            RecallAtK(
+                data_lib.eval_batches(splits.val, preprocessing, 256),
+                ks=val_ks, metrics=("recall", "map@r"), every_n_epochs=config.eval_every,
+            )
+        )
+    callbacks += [
+        keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)),
+        HeadWarmUp(config.warmup_epochs),
+        keras.callbacks.TensorBoard(os.path.join(config.workdir, "logs"), write_graph=False),
+        RecordEpochs(state),
+    ]
+    if initial_epoch < config.epochs:
+        model.fit(
+            train_batches,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+    plot_history(state.history, os.path.join(config.workdir, PLOT_FILE), ks)
+    after = evaluate_model(model, splits, preprocessing, ks, seed=config.seed)
+    results = {
+        "untrained": before,
+        "trained": after,
+        "epochs": config.epochs,
+        "seconds_this_session": time.time() - started,
+    }
+    write_atomically(os.path.join(config.workdir, RESULTS_FILE), json.dumps(results, indent=2))
+    log(format_results(before, after, ks))
+    if config.export:
+        path = export_saved_model(
+            model, preprocessing, os.path.join(config.workdir, EXPORT_DIR),
+            metadata={"config": json.loads(config.to_json())},
+        )
+        log(f"SavedModel (embedding network only, serving_default): {path}")
+    return results

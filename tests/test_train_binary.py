@@ -1,0 +1,232 @@
+"""The training binary end to end: flags, a tiny run, SIGKILL and resume,
+and the SavedModel in a fresh process without metrix_tf."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import metrix_tf
+from metrix_tf.training.train_config import TrainConfig
+
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
+TINY = [
+    "--tiny",
+    "--batch_size=32",
+    "--backbone_width=8",
+    "--embedding_dim=16",
+    "--validation_fraction=0.2",
+]
+
+
+def environment(tmp_path):
+    env = dict(os.environ)
+    # The package under test (installed or source tree), and a private cache
+    # so the built-in set is built here, not in the user's home.
+    env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    env["METRIX_TF_DATA_DIR"] = str(tmp_path / "data")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def metrix_train(tmp_path, *flags, timeout=300):
+    return subprocess.run(
+        [sys.executable, "-m", "metrix_tf.training.main", *flags],
+        cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize(
+    "flags,needle",
+    [
+        (["--loss=triplet"], "--loss must be one of"),
+        (["--metrix_level=pixel"], "--metrix_level must be one of"),
+        (["--batch_size=1"], "--batch_size must be >= 2"),
+        (["--learning_rate=0"], "--learning_rate must be > 0"),
+        (["--images_per_class=3", "--batch_size=32"], "--images_per_class must be 0 or"),
+        (["--dataset=cub200"], "--dataset=cub200 needs --data_dir"),
+        (["--backbone=resnet50", "--backbone_weights=/no/such.h5"], "no such file"),
+        (["--lr_decay_epochs=3,x"], "--lr_decay_epochs must be comma-separated ints"),
+        (["--config=/no/such.json"], "--config: no such file"),
+        (["--epochs=abc"], "epochs"),
+    ],
+)
+def test_bad_flags_fail_with_a_message_naming_them(tmp_path, flags, needle):
+    result = metrix_train(tmp_path, *flags, timeout=120)
+    assert result.returncode != 0
+    assert needle in result.stderr, result.stderr[-2000:]
+
+
+def test_config_file_with_bad_content_is_rejected(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"epochs": "ten"}))
+    assert "epochs must be a int" in _config_error(path)
+    path.write_text(json.dumps({"optimizer": "sgd"}))
+    assert "unknown settings ['optimizer']" in _config_error(path)
+    path.write_text("{not json")
+    assert "not valid JSON" in _config_error(path)
+
+
+def _config_error(path):
+    with pytest.raises(ValueError) as info:
+        TrainConfig.from_json(str(path))
+    return str(info.value)
+
+
+def test_every_shipped_config_is_valid_and_matches_its_generator():
+    configs = os.path.join(PACKAGE_ROOT, "configs")
+    if not os.path.isdir(configs):
+        pytest.skip("configs/ is not next to the package (installed elsewhere)")
+    sys.path.insert(0, configs)
+    try:
+        import make_configs
+    finally:
+        sys.path.remove(configs)
+    count = 0
+    for dataset in make_configs.DATASETS:
+        for loss in make_configs.LOSSES:
+            for level in make_configs.LEVELS:
+                name = f"{loss}_{'baseline' if level == 'none' else level}.json"
+                path = os.path.join(configs, dataset, name)
+                config = TrainConfig.from_json(path).replace(data_dir="/data")
+                config.replace(backbone_weights="").validate()
+                with open(path) as f:
+                    assert json.load(f) == make_configs.recipe(dataset, loss, level)
+                count += 1
+    assert count == 48
+
+
+def test_tiny_run_trains_evaluates_plots_and_exports(tmp_path):
+    workdir = tmp_path / "run"
+    result = metrix_train(
+        tmp_path, *TINY, "--epochs=3", "--loss=contrastive", "--metrix_level=feature",
+        f"--workdir={workdir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "untrained" in result.stdout and "recall@1" in result.stdout
+    results = json.loads((workdir / "results.json").read_text())
+    for stage in ("untrained", "trained"):
+        assert {"recall@1", "recall@8", "map@r", "utilization", "utilization_with_mixes"} <= set(results[stage])
+    history = json.loads((workdir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    assert all("val_recall@1" in h and np.isfinite(h["loss"]) for h in history)
+    png = (workdir / "recall_at_k.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert any(name.startswith("events") for _, _, files in os.walk(workdir / "logs") for name in files)
+    assert (workdir / "saved_model" / "saved_model.pb").exists()
+    assert not [p for p in os.listdir(workdir) if ".tmp-" in p or ".old-" in p]
+
+
+def test_sigkill_then_resume_loses_and_repeats_no_epoch(tmp_path):
+    workdir = tmp_path / "run"
+    flags = [*TINY, "--epochs=12", "--steps_per_epoch=3", "--metrix_level=embedding",
+             "--noexport", f"--workdir={workdir}"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "metrix_tf.training.main", *flags],
+        cwd=tmp_path, env=environment(tmp_path),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 240
+        marker = workdir / "checkpoints" / "ckpt-3.index"
+        while not marker.exists():
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.time() < deadline, "no checkpoint appeared"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.kill()
+        process.wait()
+    killed_after = len(json.loads((workdir / "history.json").read_text()))
+    assert 3 <= killed_after < 12
+    result = metrix_train(tmp_path, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stdout
+    history = json.loads((workdir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(12))
+    assert json.loads((workdir / "results.json").read_text())["epochs"] == 12
+
+
+def test_resume_refuses_a_workdir_of_other_settings(tmp_path):
+    workdir = tmp_path / "run"
+    assert metrix_train(tmp_path, *TINY, "--epochs=1", "--noexport", f"--workdir={workdir}").returncode == 0
+    result = metrix_train(tmp_path, *TINY, "--epochs=1", "--loss=contrastive", f"--workdir={workdir}")
+    assert result.returncode != 0
+    assert "holds a run with other settings" in result.stderr and "loss" in result.stderr
+
+
+def test_export_serves_the_same_embeddings_in_a_process_without_metrix_tf(tmp_path):
+    import tensorflow as tf
+
+    from metrix_tf.export.main import export_workdir
+    from metrix_tf.training.run_state import RunState
+    from metrix_tf.training.trainer import build_model, load_data
+
+    workdir = tmp_path / "run"
+    result = metrix_train(tmp_path, *TINY, "--epochs=1", "--loss=proxy_anchor",
+                          "--metrix_level=input", "--noexport", f"--workdir={workdir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    os.environ["METRIX_TF_DATA_DIR"] = str(tmp_path / "data")
+    export = export_workdir(str(workdir), str(tmp_path / "export"))
+
+    config = TrainConfig.from_json(str(workdir / "config.json"))
+    splits, preprocessing = load_data(config)
+    model, _ = build_model(config, preprocessing, splits.train.num_classes)
+    RunState(str(workdir), model).restore()
+    pixels = splits.test.images[:40].astype("float32")  # 32x32 glyphs: the serving size
+    want = model(preprocessing.normalize(tf.constant(pixels)), training=False).numpy()
+    np.save(tmp_path / "pixels.npy", pixels)
+
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        f = tf.saved_model.load({export!r}).signatures["serving_default"]
+        out = f(images=tf.constant(np.load({str(tmp_path / 'pixels.npy')!r})))["embeddings"].numpy()
+        np.save({str(tmp_path / 'served.npy')!r}, out)
+        assert not [m for m in sys.modules if m.startswith("metrix_tf")], "metrix_tf was imported"
+        maps = open("/proc/self/maps").read()
+        assert "soft_label_similarity" not in maps, "the op library was loaded"
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    served = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert served.returncode == 0, served.stderr[-3000:]
+    got = np.load(tmp_path / "served.npy")
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    if not os.path.exists(cli):
+        pytest.skip("saved_model_cli is not installed next to this Python")
+    shown = subprocess.run([cli, "show", "--dir", export, "--tag_set", "serve",
+                            "--signature_def", "serving_default"],
+                           capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "images" in shown.stdout and "embeddings" in shown.stdout
+    assert "(-1, 32, 32, 1)" in shown.stdout
+
+
+def test_metrix_eval_scores_an_export(tmp_path):
+    workdir = tmp_path / "run"
+    assert metrix_train(tmp_path, *TINY, "--epochs=1", f"--workdir={workdir}").returncode == 0
+    result = subprocess.run(
+        [sys.executable, "-c", "from metrix_tf.export.main import run_eval; run_eval()",
+         f"--saved_model={workdir / 'saved_model'}", "--tiny"],
+        cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads(result.stdout[result.stdout.index("{"):])
+    trained = json.loads((workdir / "results.json").read_text())["trained"]
+    assert abs(scores["recall@1"] - trained["recall@1"]) < 1e-6
+    missing = subprocess.run(
+        [sys.executable, "-c", "from metrix_tf.export.main import run_eval; run_eval()",
+         f"--saved_model={tmp_path / 'nothing'}", "--tiny"],
+        cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300,
+    )
+    assert missing.returncode != 0 and "No SavedModel" in missing.stderr
