@@ -179,6 +179,30 @@ int64_t NumBlocks(int64_t size, int64_t block) {
   return (size + block - 1) / block;
 }
 
+// Rows per GEMM call of the materialised op: about 16 blocks (work units
+// for the thread pool; bigger calls run Eigen's GEMM faster), 16 to 512
+// rows each.
+int64_t MaterialisedRowBlock(int64_t m, int64_t n) {
+  int64_t rows = (m + 15) / 16;
+  rows = (rows + 15) / 16 * 16;
+  return std::max<int64_t>(16, std::min<int64_t>(rows, 512));
+}
+
+// Soft labels of row i. The self-pair is patched after the loop so that
+// the loop has no branch on j and vectorises; the entries are the same
+// SoftLabel() values as everywhere else.
+template <typename T, typename L>
+void SoftLabelRow(const PairInputs<T, L>& in, int64_t i, T* y_row) {
+  const L anchor_label = in.anchor_labels[i];
+  const L* __restrict label_a = in.label_a;
+  const L* __restrict label_b = in.label_b;
+  const T* __restrict lam = in.lam;
+  for (int64_t j = 0; j < in.n; ++j) {
+    y_row[j] = SoftLabel<T, L>(anchor_label, label_a[j], label_b[j], lam[j], false);
+  }
+  if (in.exclude_self && i < in.n) y_row[i] = NotAPair<T>();
+}
+
 // Calls row_fn(i, s_row) for every anchor row, with the row's similarities
 // held in a per-worker strip of kRowBlock x N.
 template <typename T, typename L, typename RowFn>
@@ -276,23 +300,20 @@ class SoftLabelSimilarityCpuOp : public OpKernel {
     if (in.m == 0 || in.n == 0) return;
     T* s = similarity->flat<T>().data();
     T* y = soft_labels->flat<T>().data();
-    // GEMM tile, then its soft labels while the row block is hot in cache.
-    const int64_t cost = kRowBlock * in.n * (2 * in.d + 8);
-    ShardBlocks(ctx, NumBlocks(in.m, kRowBlock), cost,
+    // One GEMM call per block of rows against all candidates (Eigen blocks
+    // it for the caches itself; small tiles would repack the candidates
+    // too often), then the block's soft labels. The block size depends on
+    // the shape only, never on the thread count.
+    const int64_t rows = MaterialisedRowBlock(in.m, in.n);
+    const int64_t cost = rows * in.n * (2 * in.d + 8);
+    ShardBlocks(ctx, NumBlocks(in.m, rows), cost,
                 [&](int64_t b0, int64_t b1) {
                   for (int64_t b = b0; b < b1; ++b) {
-                    const int64_t i0 = b * kRowBlock;
-                    const int64_t mb = std::min(kRowBlock, in.m - i0);
-                    for (int64_t j0 = 0; j0 < in.n; j0 += kColBlock) {
-                      const int64_t nb = std::min(kColBlock, in.n - j0);
-                      SimilarityTile(in, i0, mb, j0, nb, s + i0 * in.n + j0,
-                                     in.n);
-                      for (int64_t i = i0; i < i0 + mb; ++i) {
-                        T* y_row = y + i * in.n;
-                        for (int64_t j = j0; j < j0 + nb; ++j) {
-                          y_row[j] = PairSoftLabel(in, i, j);
-                        }
-                      }
+                    const int64_t i0 = b * rows;
+                    const int64_t mb = std::min(rows, in.m - i0);
+                    SimilarityTile(in, i0, mb, 0, in.n, s + i0 * in.n, in.n);
+                    for (int64_t i = i0; i < i0 + mb; ++i) {
+                      SoftLabelRow(in, i, y + i * in.n);
                     }
                   }
                 });
@@ -652,7 +673,7 @@ __attribute__((visibility("default"))) const char* metrix_tf_gemm_isa() {
   return ::metrix::GemmInstructionSet();
 }
 __attribute__((visibility("default"))) int metrix_tf_has_cuda() {
-#if GOOGLE_CUDA
+#if defined(METRIX_TF_WITH_CUDA)  // set by setup.py with the CUDA kernels
   return 1;
 #else
   return 0;
