@@ -18,6 +18,7 @@ from metrix_tf.mixing.metrix import Metrix
 from metrix_tf.models import EmbeddingModel
 from metrix_tf.models import resnet50_backbone
 from metrix_tf.models import small_cnn_backbone
+from metrix_tf.training import distribution
 from metrix_tf.training.run_state import RecordEpochs
 from metrix_tf.training.run_state import RunState
 from metrix_tf.training.run_state import write_atomically
@@ -92,6 +93,7 @@ def build_model(config, preprocessing, num_classes):
 def embed(model, split, preprocessing, batch_size=256):
     """Embeddings `(N, D)` of a split (evaluation transform, no mixing)."""
     batches = data_lib.eval_batches(split, preprocessing, batch_size)
+    batches = distribution.distribute_by_data(batches, model.distribute_strategy)
     return model.predict(batches.map(lambda x, y: x), verbose=0)
 
 
@@ -179,25 +181,42 @@ def _check_workdir(config, resume):
 def train(config, verbose="auto", log=print):
     """Run a whole training job; returns the results dict.
 
-    Resumes from the workdir's last checkpoint when `config.resume`.
+    Resumes from the workdir's last checkpoint when `config.resume`. Under
+    `config.distribution="multi_worker"` only the chief writes to the
+    workdir (see `metrix_tf.training.distribution`).
     """
     config.validate()
+    # First: MultiWorkerMirroredStrategy sets up the collectives at start-up.
+    strategy = distribution.make_strategy(config.distribution)
     keras.utils.set_random_seed(config.seed)
-    _check_workdir(config, config.resume)
+    if distribution.is_chief(strategy):
+        _check_workdir(config, config.resume)
+    workdir = distribution.write_dir(config.workdir, strategy, config.resume)
+    try:
+        return _train(config, strategy, workdir, verbose, log)
+    finally:
+        distribution.remove_write_dir(workdir, config.workdir)
+
+
+def _train(config, strategy, workdir, verbose, log):
+    if workdir != config.workdir:  # a non-chief worker: the chief reports
+        log = lambda *args, **kwargs: None  # noqa: E731
     started = time.time()
     splits, preprocessing = load_data(config)
     ks = config.ks() or list(splits.recall_ks)
-    model, loss = build_model(config, preprocessing, splits.train.num_classes)
-    state = RunState(config.workdir, model)
+    with strategy.scope():
+        model, loss = build_model(config, preprocessing, splits.train.num_classes)
+    state = RunState(workdir, model)
     if config.resume:
         initial_epoch = state.restore()
     else:
         state.clear()
         initial_epoch = 0
+    distribution.check_same_epoch(strategy, initial_epoch)
     if initial_epoch:
         log(f"Resuming {config.workdir!r} after epoch {initial_epoch} of {config.epochs}.")
 
-    before_path = os.path.join(config.workdir, "results_untrained.json")
+    before_path = os.path.join(workdir, "results_untrained.json")
     if initial_epoch == 0 or not os.path.exists(before_path):
         if initial_epoch:
             log("(the untrained figures were not recorded; evaluating the checkpoint)")
@@ -224,19 +243,22 @@ def train(config, verbose="auto", log=print):
             splits.train, preprocessing, batch_size, seed=config.seed,
             start_epoch=first // nominal,
         ).skip(first % nominal)
+    train_batches = distribution.distribute_by_data(train_batches, strategy)
     callbacks = []
     if splits.val is not None:
         val_ks = [k for k in ks if k < splits.val.num_examples]
         callbacks.append(
             RecallAtK(
-                data_lib.eval_batches(splits.val, preprocessing, 256),
+                distribution.distribute_by_data(
+                    data_lib.eval_batches(splits.val, preprocessing, 256), strategy
+                ),
                 ks=val_ks, metrics=("recall", "map@r"), every_n_epochs=config.eval_every,
             )
         )
     callbacks += [
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)),
         HeadWarmUp(config.warmup_epochs),
-        keras.callbacks.TensorBoard(os.path.join(config.workdir, "logs"), write_graph=False),
+        keras.callbacks.TensorBoard(os.path.join(workdir, "logs"), write_graph=False),
         RecordEpochs(state),
     ]
     if initial_epoch < config.epochs:
@@ -248,7 +270,7 @@ def train(config, verbose="auto", log=print):
             callbacks=callbacks,
             verbose=verbose,
         )
-    plot_history(state.history, os.path.join(config.workdir, PLOT_FILE), ks)
+    plot_history(state.history, os.path.join(workdir, PLOT_FILE), ks)
     after = evaluate_model(model, splits, preprocessing, ks, seed=config.seed)
     results = {
         "untrained": before,
@@ -256,11 +278,11 @@ def train(config, verbose="auto", log=print):
         "epochs": config.epochs,
         "seconds_this_session": time.time() - started,
     }
-    write_atomically(os.path.join(config.workdir, RESULTS_FILE), json.dumps(results, indent=2))
+    write_atomically(os.path.join(workdir, RESULTS_FILE), json.dumps(results, indent=2))
     log(format_results(before, after, ks))
     if config.export:
         path = export_saved_model(
-            model, preprocessing, os.path.join(config.workdir, EXPORT_DIR),
+            model, preprocessing, os.path.join(workdir, EXPORT_DIR),
             metadata={"config": json.loads(config.to_json())},
         )
         log(f"SavedModel (embedding network only, serving_default): {path}")
