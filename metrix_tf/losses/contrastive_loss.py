@@ -4,38 +4,47 @@ import keras
 import tensorflow as tf
 
 from metrix_tf.losses.metric_loss import MetricLoss
+from metrix_tf.losses.metric_loss import PairScoring
 from metrix_tf.losses.metric_loss import check_float
 from metrix_tf.losses.metric_loss import pairwise_loss
-from metrix_tf.losses.reductions import average_non_zero
-from metrix_tf.losses.reductions import distance_from_similarity
-from metrix_tf.ops.soft_label_similarity import pair_weights
+from metrix_tf.ops.pair_reductions import contrastive_reductions_from_similarity
+from metrix_tf.ops.pair_reductions import soft_label_contrastive_reductions
 
 
-def contrastive_reduction(similarity, soft_labels, pos_margin=0.0, neg_margin=0.5):
-    """The contrastive loss of a soft-labelled similarity matrix.
+class ContrastiveScoring(PairScoring):
+    """Contrastive loss statistics: hinge sums and their non-zero counts.
 
-    With `d = sqrt(2 - 2 s)`: `average_non_zero(y * relu(d - pos_margin))
-    + average_non_zero((1 - y) * relu(neg_margin - d))` over all scored
-    entries (METRIX.md sections 2-4).
-
-    Args:
-        similarity: float tensor `(M, N)` of cosine similarities.
-        soft_labels: float tensor `(M, N)` of soft labels (`NOT_A_PAIR` for
-            unscored entries).
-        pos_margin: float, distance below which positives cost nothing.
-        neg_margin: float, distance above which negatives cost nothing.
-
-    Returns:
-        A scalar tensor.
+    With `d = sqrt(2 - 2 s)`, the loss is `average_non_zero(y * relu(d -
+    pos_margin)) + average_non_zero((1 - y) * relu(neg_margin - d))` over
+    all scored entries (METRIX.md sections 2-4); "average non-zero" is the
+    sum of the strictly positive terms over their count, 0 if none.
     """
-    positive, negative = pair_weights(soft_labels)
-    distance = distance_from_similarity(similarity)
-    pos = average_non_zero(positive * tf.nn.relu(distance - pos_margin))
-    neg = average_non_zero(negative * tf.nn.relu(neg_margin - distance))
-    return pos + neg
+
+    def __init__(self, pos_margin, neg_margin):
+        self.pos_margin = pos_margin
+        self.neg_margin = neg_margin
+
+    def from_similarity(self, similarity, soft_labels, mined):
+        return contrastive_reductions_from_similarity(
+            similarity, soft_labels, self.pos_margin, self.neg_margin
+        )
+
+    def fused(self, anchors, anchor_labels, candidates, labels_a, labels_b, lam, mined, exclude_self):
+        return soft_label_contrastive_reductions(
+            anchors, anchor_labels, candidates, labels_a, labels_b, lam,
+            self.pos_margin, self.neg_margin, exclude_self=exclude_self,
+        )
+
+    def ratios(self, stats, mined):
+        return [
+            (tf.reduce_sum(stats.pos_sum), tf.reduce_sum(stats.pos_count)),
+            (tf.reduce_sum(stats.neg_sum), tf.reduce_sum(stats.neg_count)),
+        ]
 
 
-def contrastive(labels, embeddings, pos_margin=0.0, neg_margin=0.5, metrix=None):
+def contrastive(
+    labels, embeddings, pos_margin=0.0, neg_margin=0.5, metrix=None, fused=None
+):
     """Contrastive loss of a batch, with optional Metrix.
 
     Clean part (pytorch-metric-learning 1.3.0 semantics): over all ordered
@@ -52,6 +61,8 @@ def contrastive(labels, embeddings, pos_margin=0.0, neg_margin=0.5, metrix=None)
         pos_margin: float >= 0.
         neg_margin: float >= 0.
         metrix: a `metrix_tf.Metrix`, or None.
+        fused: True to use the fused reductions (no `(B, B)` matrices), False
+            not to, None to decide by size (see `FUSED_MIN_ENTRIES`).
 
     Returns:
         A scalar tensor.
@@ -59,10 +70,9 @@ def contrastive(labels, embeddings, pos_margin=0.0, neg_margin=0.5, metrix=None)
     pos_margin = check_float("pos_margin", pos_margin, minimum=0.0)
     neg_margin = check_float("neg_margin", neg_margin, minimum=0.0)
 
-    def reduce(similarity, soft_labels):
-        return contrastive_reduction(similarity, soft_labels, pos_margin, neg_margin)
-
-    return pairwise_loss(labels, embeddings, metrix, reduce, reduce)
+    return pairwise_loss(
+        labels, embeddings, metrix, ContrastiveScoring(pos_margin, neg_margin), fused
+    )
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -79,6 +89,8 @@ class ContrastiveLoss(MetricLoss):
         pos_margin: float >= 0. Defaults to 0.
         neg_margin: float >= 0. Defaults to 0.5.
         metrix: a `metrix_tf.Metrix`, or None for the clean loss.
+        fused: None (by size), True or False: score with the fused, low-memory
+            reductions of the compiled op.
         name: optional name of the loss instance.
         reduction, dtype: as for any Keras loss.
 
@@ -105,17 +117,21 @@ class ContrastiveLoss(MetricLoss):
         pos_margin=0.0,
         neg_margin=0.5,
         metrix=None,
+        fused=None,
         name="contrastive_loss",
         reduction="sum_over_batch_size",
         dtype=None,
     ):
-        super().__init__(metrix=metrix, name=name, reduction=reduction, dtype=dtype)
+        super().__init__(
+            metrix=metrix, fused=fused, name=name, reduction=reduction, dtype=dtype
+        )
         self.pos_margin = check_float("pos_margin", pos_margin, minimum=0.0)
         self.neg_margin = check_float("neg_margin", neg_margin, minimum=0.0)
 
     def call(self, y_true, y_pred):
         return contrastive(
-            y_true, y_pred, self.pos_margin, self.neg_margin, metrix=self.metrix
+            y_true, y_pred, self.pos_margin, self.neg_margin, metrix=self.metrix,
+            fused=self.fused,
         )
 
     def get_config(self):

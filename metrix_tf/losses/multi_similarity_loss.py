@@ -4,68 +4,52 @@ import keras
 import tensorflow as tf
 
 from metrix_tf.losses.metric_loss import MetricLoss
+from metrix_tf.losses.metric_loss import PairScoring
 from metrix_tf.losses.metric_loss import check_float
 from metrix_tf.losses.metric_loss import pairwise_loss
-from metrix_tf.losses.reductions import log1p_sum_exp
-from metrix_tf.losses.reductions import mean_over_scored_rows
-from metrix_tf.ops.soft_label_similarity import pair_weights
+from metrix_tf.ops.pair_reductions import exp_reductions_from_similarity
+from metrix_tf.ops.pair_reductions import soft_label_exp_reductions
 
 
-def multi_similarity_miner(similarity, soft_labels, epsilon):
-    """The multi-similarity miner's kept positives and negatives.
-
-    pytorch-metric-learning 1.3.0 semantics, without gradient and with strict
-    inequalities: positive p of anchor a is kept iff
-    `s(a, p) - epsilon < max negative similarity of a`, negative n iff
-    `s(a, n) + epsilon > min positive similarity of a`. An anchor with no
-    positive keeps no negative and vice versa. Only hard labels are mined.
-
-    Returns:
-        `(keep_positive, keep_negative)`, bool tensors shaped like `similarity`.
-    """
-    similarity = tf.stop_gradient(similarity)
-    is_positive = tf.equal(soft_labels, 1.0)
-    is_negative = tf.equal(soft_labels, 0.0)
-    inf = tf.constant(float("inf"), similarity.dtype)
-    min_positive = tf.reduce_min(
-        tf.where(is_positive, similarity, inf), axis=1, keepdims=True
-    )
-    max_negative = tf.reduce_max(
-        tf.where(is_negative, similarity, -inf), axis=1, keepdims=True
-    )
-    keep_positive = tf.logical_and(is_positive, similarity - epsilon < max_negative)
-    keep_negative = tf.logical_and(is_negative, similarity + epsilon > min_positive)
-    return keep_positive, keep_negative
-
-
-def multi_similarity_reduction(
-    similarity, soft_labels, alpha=17.97, beta=75.66, base=0.77, epsilon=None
-):
-    """The multi-similarity loss of a soft-labelled similarity matrix.
+class MultiSimilarityScoring(PairScoring):
+    """Multi-similarity statistics (with the miner on clean pairs).
 
     Per anchor row: `(1/alpha) ln(1 + sum y exp(-alpha (s - base)))
-    + (1/beta) ln(1 + sum (1 - y) exp(beta (s - base)))`, averaged over the
-    rows with at least one scored entry (all rows of a clean batch).
-
-    Args:
-        similarity: float tensor `(M, N)` of cosine similarities.
-        soft_labels: float tensor `(M, N)` (`NOT_A_PAIR` for unscored entries).
-        alpha: positive scale. beta: negative scale. base: similarity offset.
-        epsilon: None (no mining, as for mixes), or the miner's margin.
-
-    Returns:
-        A scalar tensor.
+    + (1/beta) ln(1 + sum (1 - y) exp(beta (s - base)))`. Clean pairs are
+    mined first (pytorch-metric-learning 1.3.0: without gradient, strict
+    inequalities, a positive kept iff `s - epsilon < max negative s` of its
+    anchor, a negative iff `s + epsilon > min positive s`) and averaged over
+    all anchors; mixes are not mined and are averaged over the anchors with
+    at least one scored mix.
     """
-    positive, negative = pair_weights(soft_labels)
-    if epsilon is not None:
-        keep_positive, keep_negative = multi_similarity_miner(
-            similarity, soft_labels, epsilon
+
+    def __init__(self, alpha, beta, base, epsilon):
+        self.alpha, self.beta, self.base, self.epsilon = alpha, beta, base, epsilon
+
+    def _arguments(self, mined):
+        return (self.alpha, self.base, self.beta, self.base, self.epsilon if mined else None)
+
+    def from_similarity(self, similarity, soft_labels, mined):
+        return exp_reductions_from_similarity(similarity, soft_labels, *self._arguments(mined))
+
+    def fused(self, anchors, anchor_labels, candidates, labels_a, labels_b, lam, mined, exclude_self):
+        return soft_label_exp_reductions(
+            anchors, anchor_labels, candidates, labels_a, labels_b, lam,
+            *self._arguments(mined), exclude_self=exclude_self,
         )
-        positive = tf.where(keep_positive, positive, tf.zeros_like(positive))
-        negative = tf.where(keep_negative, negative, tf.zeros_like(negative))
-    pos = log1p_sum_exp(-alpha * (similarity - base), positive, axis=1) / alpha
-    neg = log1p_sum_exp(beta * (similarity - base), negative, axis=1) / beta
-    return mean_over_scored_rows(pos + neg, soft_labels)
+
+    def ratios(self, stats, mined):
+        rows = stats.lse_pos / self.alpha + stats.lse_neg / self.beta
+        dtype = rows.dtype
+        if mined:  # the mean runs over every anchor of the batch
+            return [(tf.reduce_sum(rows), tf.cast(tf.size(rows), dtype))]
+        scored = stats.pos_count + stats.neg_count > 0
+        return [
+            (
+                tf.reduce_sum(tf.where(scored, rows, tf.zeros_like(rows))),
+                tf.reduce_sum(tf.cast(scored, dtype)),
+            )
+        ]
 
 
 def multi_similarity(
@@ -76,6 +60,7 @@ def multi_similarity(
     base=0.77,
     epsilon=0.39,
     metrix=None,
+    fused=None,
 ):
     """Multi-similarity loss of a batch, with optional Metrix.
 
@@ -92,6 +77,7 @@ def multi_similarity(
         base: float, the similarity offset (paper: 0.77).
         epsilon: float >= 0, the miner's margin (paper: 0.39).
         metrix: a `metrix_tf.Metrix`, or None.
+        fused: True / False / None (by size): the fused reductions.
 
     Returns:
         A scalar tensor.
@@ -101,15 +87,8 @@ def multi_similarity(
     base = check_float("base", base)
     epsilon = check_float("epsilon", epsilon, minimum=0.0)
 
-    def clean(similarity, soft_labels):
-        return multi_similarity_reduction(
-            similarity, soft_labels, alpha, beta, base, epsilon
-        )
-
-    def mixed(similarity, soft_labels):
-        return multi_similarity_reduction(similarity, soft_labels, alpha, beta, base)
-
-    return pairwise_loss(labels, embeddings, metrix, clean, mixed)
+    scoring = MultiSimilarityScoring(alpha, beta, base, epsilon)
+    return pairwise_loss(labels, embeddings, metrix, scoring, fused)
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -123,6 +102,8 @@ class MultiSimilarityLoss(MetricLoss):
         epsilon: float >= 0, margin of the multi-similarity miner. Defaults
             to 0.39.
         metrix: a `metrix_tf.Metrix`, or None for the clean loss.
+        fused: None (by size), True or False: score with the fused, low-memory
+            reductions of the compiled op.
         name: optional name of the loss instance.
         reduction, dtype: as for any Keras loss.
 
@@ -151,11 +132,14 @@ class MultiSimilarityLoss(MetricLoss):
         base=0.77,
         epsilon=0.39,
         metrix=None,
+        fused=None,
         name="multi_similarity_loss",
         reduction="sum_over_batch_size",
         dtype=None,
     ):
-        super().__init__(metrix=metrix, name=name, reduction=reduction, dtype=dtype)
+        super().__init__(
+            metrix=metrix, fused=fused, name=name, reduction=reduction, dtype=dtype
+        )
         self.alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
         self.beta = check_float("beta", beta, minimum=0.0, strict=True)
         self.base = check_float("base", base)
@@ -170,6 +154,7 @@ class MultiSimilarityLoss(MetricLoss):
             self.base,
             self.epsilon,
             metrix=self.metrix,
+            fused=self.fused,
         )
 
     def get_config(self):

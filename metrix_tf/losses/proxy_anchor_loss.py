@@ -6,46 +6,60 @@ import keras
 import tensorflow as tf
 
 from metrix_tf.losses.metric_loss import MetricLoss
+from metrix_tf.losses.metric_loss import PairScoring
 from metrix_tf.losses.metric_loss import check_float
-from metrix_tf.losses.metric_loss import score_mixes
+from metrix_tf.losses.metric_loss import combine_ratios
+from metrix_tf.losses.metric_loss import mixed_ratios
+from metrix_tf.losses.metric_loss import score_block
 from metrix_tf.losses.metric_loss import standardize_embeddings
 from metrix_tf.losses.metric_loss import standardize_labels
 from metrix_tf.losses.metric_loss import unpack_predictions
-from metrix_tf.losses.reductions import log1p_sum_exp
 from metrix_tf.mixing import mixed_batch as mb
-from metrix_tf.ops.soft_label_similarity import pair_weights
-from metrix_tf.ops.soft_label_similarity import soft_label_similarity
+from metrix_tf.mixing.mixed_batch import mix_embeddings
+from metrix_tf.ops.cross_replica import gather
+from metrix_tf.ops.pair_reductions import exp_reductions_from_similarity
+from metrix_tf.ops.pair_reductions import soft_label_exp_reductions
 
 
-def proxy_anchor_reduction(similarity, soft_labels, margin=0.1, alpha=32.0):
-    """The proxy anchor loss of a proxies x candidates soft-label matrix.
+class ProxyAnchorScoring(PairScoring):
+    """Proxy anchor statistics: rows are the C proxies, columns candidates.
 
     `(1/|C+|) sum_{c in C+} ln(1 + sum y exp(-alpha (s - margin)))
-    + (1/C) sum_c ln(1 + sum (1 - y) exp(alpha (s + margin)))`, where the rows
-    are the C proxies and C+ the proxies with some entry y > 0.
-
-    Args:
-        similarity: float tensor `(C, N)`: proxies against candidates.
-        soft_labels: float tensor `(C, N)` (`NOT_A_PAIR` for unscored entries).
-        margin: float. alpha: float > 0, the scale.
-
-    Returns:
-        A scalar tensor.
+    + (1/C) sum_c ln(1 + sum (1 - y) exp(alpha (s + margin)))`, where C+
+    are the proxies with some entry y > 0.
     """
-    positive, negative = pair_weights(soft_labels)
-    pos = log1p_sum_exp(-alpha * (similarity - margin), positive, axis=1)
-    neg = log1p_sum_exp(alpha * (similarity + margin), negative, axis=1)
-    with_positives = tf.reduce_any(positive > 0, axis=1)
-    num_with_positives = tf.reduce_sum(tf.cast(with_positives, pos.dtype))
-    pos_part = tf.math.divide_no_nan(
-        tf.reduce_sum(tf.where(with_positives, pos, tf.zeros_like(pos))),
-        num_with_positives,
-    )
-    num_proxies = tf.cast(tf.shape(similarity)[0], neg.dtype)
-    return pos_part + tf.math.divide_no_nan(tf.reduce_sum(neg), num_proxies)
+
+    def __init__(self, margin, alpha):
+        self.margin = margin
+        self.alpha = alpha
+
+    def _scales(self):
+        return self.alpha, self.margin, self.alpha, -self.margin
+
+    def from_similarity(self, similarity, soft_labels, mined):
+        return exp_reductions_from_similarity(similarity, soft_labels, *self._scales())
+
+    def fused(self, anchors, anchor_labels, candidates, labels_a, labels_b, lam, mined, exclude_self):
+        return soft_label_exp_reductions(
+            anchors, anchor_labels, candidates, labels_a, labels_b, lam,
+            *self._scales(), exclude_self=exclude_self,
+        )
+
+    def ratios(self, stats, mined):
+        with_positives = stats.pos_count > 0
+        dtype = stats.lse_pos.dtype
+        return [
+            (
+                tf.reduce_sum(tf.where(with_positives, stats.lse_pos, tf.zeros_like(stats.lse_pos))),
+                tf.reduce_sum(tf.cast(with_positives, dtype)),
+            ),
+            (tf.reduce_sum(stats.lse_neg), tf.cast(tf.size(stats.lse_neg), dtype)),
+        ]
 
 
-def proxy_anchor(labels, embeddings, proxies, margin=0.1, alpha=32.0, metrix=None):
+def proxy_anchor(
+    labels, embeddings, proxies, margin=0.1, alpha=32.0, metrix=None, fused=None
+):
     """Proxy anchor loss of a batch, with optional Metrix.
 
     Each class proxy is an anchor; every example is a positive of its class's
@@ -64,6 +78,7 @@ def proxy_anchor(labels, embeddings, proxies, margin=0.1, alpha=32.0, metrix=Non
         margin: float >= 0. Defaults to 0.1.
         alpha: float > 0, the scale. Defaults to 32.
         metrix: a `metrix_tf.Metrix`, or None.
+        fused: True / False / None (by size): the fused reductions.
 
     Returns:
         A scalar tensor.
@@ -71,7 +86,7 @@ def proxy_anchor(labels, embeddings, proxies, margin=0.1, alpha=32.0, metrix=Non
     margin = check_float("margin", margin, minimum=0.0)
     alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
     labels = standardize_labels(labels)
-    embeddings, mixed = unpack_predictions(labels, embeddings, metrix)
+    embeddings, mixed, mix_in_loss = unpack_predictions(labels, embeddings, metrix)
     proxies = tf.cast(standardize_embeddings(proxies, "proxies"), embeddings.dtype)
     if (
         proxies.shape[1] is not None
@@ -90,28 +105,28 @@ def proxy_anchor(labels, embeddings, proxies, margin=0.1, alpha=32.0, metrix=Non
         labels, num_classes, message="proxy anchor `labels` must be in [0, num_classes)"
     )
     proxies = tf.math.l2_normalize(proxies, axis=-1)
-    normalised = tf.math.l2_normalize(embeddings, axis=-1)
+    # Every replica scores all proxies against the global batch; the
+    # denominators, summed over replicas, give each its share.
+    everyone = gather(tf.math.l2_normalize(embeddings, axis=-1))
+    all_labels = gather(labels)
     class_ids = tf.range(num_classes)
-    similarity, soft_labels = soft_label_similarity(
-        proxies,
-        class_ids,
-        normalised,
-        labels,
-        labels,
-        tf.ones([tf.shape(labels)[0]], normalised.dtype),
+    scoring = ProxyAnchorScoring(margin, alpha)
+    ones = tf.ones([tf.shape(all_labels)[0]], everyone.dtype)
+    stats = score_block(
+        scoring, proxies, class_ids, everyone, all_labels, all_labels, ones, fused=fused
     )
+    ratios = scoring.ratios(stats, mined=False)
+    if mix_in_loss:
+        mixed = mix_embeddings(all_labels, everyone, metrix)
+    if mixed is not None:
 
-    def reduce(similarity, soft_labels):
-        return proxy_anchor_reduction(similarity, soft_labels, margin, alpha)
+        def per_anchor_mask():
+            return tf.equal(class_ids[:, None], mixed[mb.MIX_LABELS_A][None, :])
 
-    loss = reduce(similarity, soft_labels)
-    if mixed is None:
-        return loss
-
-    def per_anchor_mask():
-        return tf.equal(class_ids[:, None], mixed[mb.MIX_LABELS_A][None, :])
-
-    return loss + score_mixes(proxies, class_ids, mixed, metrix, reduce, per_anchor_mask)
+        ratios += mixed_ratios(
+            scoring, proxies, class_ids, mixed, metrix, per_anchor_mask, fused
+        )
+    return combine_ratios(ratios)
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -142,6 +157,8 @@ class ProxyAnchorLoss(MetricLoss):
             turns the same step into a `proxy_lr_multiplier` times larger
             rotation: exactly a learning-rate multiplier for Adam (up to its
             epsilon), with no second optimizer.
+        fused: None (by size), True or False: score with the fused, low-memory
+            reductions of the compiled op.
         name: optional name of the loss instance.
         reduction, dtype: as for any Keras loss.
 
@@ -173,11 +190,14 @@ class ProxyAnchorLoss(MetricLoss):
         metrix=None,
         proxy_initializer=None,
         proxy_lr_multiplier=1.0,
+        fused=None,
         name="proxy_anchor_loss",
         reduction="sum_over_batch_size",
         dtype=None,
     ):
-        super().__init__(metrix=metrix, name=name, reduction=reduction, dtype=dtype)
+        super().__init__(
+            metrix=metrix, fused=fused, name=name, reduction=reduction, dtype=dtype
+        )
         for arg, value in (("num_classes", num_classes), ("embedding_dim", embedding_dim)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(
@@ -215,6 +235,7 @@ class ProxyAnchorLoss(MetricLoss):
             self.margin,
             self.alpha,
             metrix=self.metrix,
+            fused=self.fused,
         )
 
     def get_config(self):

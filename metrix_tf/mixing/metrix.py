@@ -4,6 +4,8 @@ import numbers
 
 import keras
 
+from metrix_tf.ops.cross_replica import same_on_every_replica
+
 LEVELS = ("input", "feature", "embedding")
 STRATEGIES = ("positive_negative", "anchor_negative", "random", "both")
 SCORINGS = ("per_anchor", "all_pairs")
@@ -176,17 +178,19 @@ class Metrix:
         """This step's mixing factor: the fixed `lam`, or a Beta draw.
 
         `seed_generator` defaults to this config's own; a mixing layer passes
-        its (tracked) generator.
+        its (tracked) generator. Under tf.distribute every replica gets the
+        first replica's draw.
         """
         if self.lam is not None:
             return keras.ops.convert_to_tensor(self.lam, dtype=dtype)
-        return keras.random.beta(
+        lam = keras.random.beta(
             (),
             self.alpha,
             self.alpha,
             dtype=dtype,
             seed=seed_generator or self.seed_generator,
         )
+        return same_on_every_replica(lam)
 
     def active_strategies(self, seed_generator=None):
         """Is each of MIX_STRATEGIES used this step (bools or bool tensors)?"""
@@ -194,7 +198,7 @@ class Metrix:
             return (True, True)
         if self.strategy == "random":
             seed = seed_generator or self.seed_generator
-            coin = keras.random.uniform((), seed=seed) < 0.5
+            coin = same_on_every_replica(keras.random.uniform((), seed=seed)) < 0.5
             return (coin, keras.ops.logical_not(coin))
         return tuple(s == self.strategy for s in MIX_STRATEGIES)
 

@@ -5,6 +5,8 @@ import collections
 import keras
 import tensorflow as tf
 
+from metrix_tf.ops.cross_replica import same_on_every_replica
+
 MixPairs = collections.namedtuple(
     "MixPairs",
     ["source_a", "source_b", "strategy", "entry_anchor", "entry_mix"],
@@ -147,7 +149,7 @@ def cap_mixes(pairs, max_mixes, seed_generator=None):
     """
     num_mixes = tf.shape(pairs.source_a)[0]
     keep_count = tf.minimum(num_mixes, tf.cast(max_mixes, tf.int32))
-    scores = keras.random.uniform([num_mixes], seed=seed_generator)
+    scores = same_on_every_replica(keras.random.uniform([num_mixes], seed=seed_generator))
     _, keep = tf.math.top_k(scores, k=keep_count)
     keep = tf.sort(keep)
     new_index = tf.tensor_scatter_nd_update(
