@@ -39,7 +39,7 @@ class TrainConfig:
     embedding_dim: int = 64
     batch_size: int = 100
     images_per_class: int = 0
-    epochs: int = 8
+    epochs: int = 20
     steps_per_epoch: int = 0
     warmup_epochs: int = 0
     learning_rate: float = 1e-3

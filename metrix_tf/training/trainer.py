@@ -269,6 +269,7 @@ def _train(config, strategy, workdir, verbose, log):
             steps_per_epoch=steps,
             callbacks=callbacks,
             verbose=verbose,
+            shuffle=False,  # the pipelines shuffle, seeded and resumable
         )
     plot_history(state.history, os.path.join(workdir, PLOT_FILE), ks)
     after = evaluate_model(model, splits, preprocessing, ks, seed=config.seed)
