@@ -9,7 +9,7 @@
    both gradients, the similarity and the soft labels, so nothing is pruned. The three run
    interleaved, round by round; the table shows the best round (least
    disturbed by other processes) and the median.
-2. Peak memory (max RSS of a fresh subprocess, and its increase over a
+2. Peak memory (peak RSS, VmHWM, of a fresh subprocess, and its increase over a
    subprocess that only builds the inputs) of a multi-similarity-like loss
    with the miner, forward + backward, on a clean batch of B embeddings:
    materialised (B x B similarity and soft labels, then the reductions) vs
@@ -118,6 +118,19 @@ def run_timing(sizes, dim, repeats):
     return rows
 
 
+def peak_rss_mib():
+    """This process's peak resident set size (VmHWM), in MiB.
+
+    Not getrusage's ru_maxrss: Linux carries that across fork + exec, so a
+    child of a big parent would report the parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
 def memory_child(mode, batch, dim):
     """Runs in a fresh process; prints its peak RSS (MiB) and the time."""
     x, _, labels, _, _ = make_inputs(batch, dim, classes=max(2, batch // 4))
@@ -140,7 +153,7 @@ def memory_child(mode, batch, dim):
         grad = tape.gradient(loss, x)
         _ = grad.numpy()
     elapsed = time.perf_counter() - start
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    peak_mib = peak_rss_mib()
     print(json.dumps(dict(mode=mode, peak_mib=peak_mib, seconds=elapsed, loss=(
         None if mode == "inputs" else float(loss)))))
 
