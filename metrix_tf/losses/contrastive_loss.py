@@ -21,8 +21,8 @@ class ContrastiveScoring(PairScoring):
     """
 
     def __init__(self, pos_margin, neg_margin):
-        self.pos_margin = pos_margin
-        self.neg_margin = neg_margin
+        self.pos_margin = check_float("pos_margin", pos_margin, minimum=0.0)
+        self.neg_margin = check_float("neg_margin", neg_margin, minimum=0.0)
 
     def from_similarity(self, similarity, soft_labels, mined):
         return contrastive_reductions_from_similarity(
@@ -67,8 +67,6 @@ def contrastive(
     Returns:
         A scalar tensor.
     """
-    pos_margin = check_float("pos_margin", pos_margin, minimum=0.0)
-    neg_margin = check_float("neg_margin", neg_margin, minimum=0.0)
 
     return pairwise_loss(
         labels, embeddings, metrix, ContrastiveScoring(pos_margin, neg_margin), fused
@@ -125,8 +123,9 @@ class ContrastiveLoss(MetricLoss):
         super().__init__(
             metrix=metrix, fused=fused, name=name, reduction=reduction, dtype=dtype
         )
-        self.pos_margin = check_float("pos_margin", pos_margin, minimum=0.0)
-        self.neg_margin = check_float("neg_margin", neg_margin, minimum=0.0)
+        checked = ContrastiveScoring(pos_margin, neg_margin)
+        self.pos_margin = checked.pos_margin
+        self.neg_margin = checked.neg_margin
 
     def call(self, y_true, y_pred):
         return contrastive(

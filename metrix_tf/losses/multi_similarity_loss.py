@@ -24,7 +24,10 @@ class MultiSimilarityScoring(PairScoring):
     """
 
     def __init__(self, alpha, beta, base, epsilon):
-        self.alpha, self.beta, self.base, self.epsilon = alpha, beta, base, epsilon
+        self.alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
+        self.beta = check_float("beta", beta, minimum=0.0, strict=True)
+        self.base = check_float("base", base)
+        self.epsilon = check_float("epsilon", epsilon, minimum=0.0)
 
     def _arguments(self, mined):
         return (self.alpha, self.base, self.beta, self.base, self.epsilon if mined else None)
@@ -82,10 +85,6 @@ def multi_similarity(
     Returns:
         A scalar tensor.
     """
-    alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
-    beta = check_float("beta", beta, minimum=0.0, strict=True)
-    base = check_float("base", base)
-    epsilon = check_float("epsilon", epsilon, minimum=0.0)
 
     scoring = MultiSimilarityScoring(alpha, beta, base, epsilon)
     return pairwise_loss(labels, embeddings, metrix, scoring, fused)
@@ -140,10 +139,9 @@ class MultiSimilarityLoss(MetricLoss):
         super().__init__(
             metrix=metrix, fused=fused, name=name, reduction=reduction, dtype=dtype
         )
-        self.alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
-        self.beta = check_float("beta", beta, minimum=0.0, strict=True)
-        self.base = check_float("base", base)
-        self.epsilon = check_float("epsilon", epsilon, minimum=0.0)
+        checked = MultiSimilarityScoring(alpha, beta, base, epsilon)
+        self.alpha, self.beta = checked.alpha, checked.beta
+        self.base, self.epsilon = checked.base, checked.epsilon
 
     def call(self, y_true, y_pred):
         return multi_similarity(

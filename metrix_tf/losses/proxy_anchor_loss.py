@@ -30,8 +30,8 @@ class ProxyAnchorScoring(PairScoring):
     """
 
     def __init__(self, margin, alpha):
-        self.margin = margin
-        self.alpha = alpha
+        self.margin = check_float("margin", margin, minimum=0.0)
+        self.alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
 
     def _scales(self):
         return self.alpha, self.margin, self.alpha, -self.margin
@@ -83,8 +83,7 @@ def proxy_anchor(
     Returns:
         A scalar tensor.
     """
-    margin = check_float("margin", margin, minimum=0.0)
-    alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
+    scoring = ProxyAnchorScoring(margin, alpha)
     labels = standardize_labels(labels)
     embeddings, mixed, mix_in_loss = unpack_predictions(labels, embeddings, metrix)
     proxies = tf.cast(standardize_embeddings(proxies, "proxies"), embeddings.dtype)
@@ -110,7 +109,6 @@ def proxy_anchor(
     everyone = gather(tf.math.l2_normalize(embeddings, axis=-1))
     all_labels = gather(labels)
     class_ids = tf.range(num_classes)
-    scoring = ProxyAnchorScoring(margin, alpha)
     ones = tf.ones([tf.shape(all_labels)[0]], everyone.dtype)
     stats = score_block(
         scoring, proxies, class_ids, everyone, all_labels, all_labels, ones, fused=fused
@@ -205,8 +203,8 @@ class ProxyAnchorLoss(MetricLoss):
                 )
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
-        self.margin = check_float("margin", margin, minimum=0.0)
-        self.alpha = check_float("alpha", alpha, minimum=0.0, strict=True)
+        checked = ProxyAnchorScoring(margin, alpha)
+        self.margin, self.alpha = checked.margin, checked.alpha
         if proxy_initializer is None:
             proxy_initializer = keras.initializers.RandomNormal(
                 stddev=math.sqrt(2.0 / num_classes)

@@ -23,6 +23,17 @@ Fields (all int32):
 """
 
 
+def _pair_masks(labels):
+    """`(positive, negative, has_positive)` of a batch: the `(B, B)` masks of
+    same-class pairs (self excluded) and other-class pairs, and `(B,)`."""
+    labels = tf.reshape(labels, [-1])
+    b = tf.size(labels)
+    same = tf.equal(labels[:, None], labels[None, :])
+    not_self = tf.not_equal(tf.range(b)[:, None], tf.range(b)[None, :])
+    positive = tf.logical_and(same, not_self)
+    return positive, tf.logical_not(same), tf.reduce_any(positive, axis=1)
+
+
 def select_mix_pairs(
     labels, positive_negative=True, anchor_negative=True
 ):
@@ -45,13 +56,7 @@ def select_mix_pairs(
         A `MixPairs`. Positive-negative mixes come first, each strategy's
         mixes in row-major (first source, second source) order.
     """
-    labels = tf.reshape(labels, [-1])
-    b = tf.size(labels)
-    same = tf.equal(labels[:, None], labels[None, :])
-    not_self = tf.not_equal(tf.range(b)[:, None], tf.range(b)[None, :])
-    positive = tf.logical_and(same, not_self)
-    negative = tf.logical_not(same)
-    has_positive = tf.reduce_any(positive, axis=1)
+    positive, negative, has_positive = _pair_masks(labels)
 
     pn = tf.logical_and(has_positive[:, None], negative)
     pn = tf.logical_and(pn, tf.cast(positive_negative, tf.bool))
@@ -98,13 +103,7 @@ def select_hardest_negative_pairs(
     Returns:
         A `MixPairs` with one entry per mix (`entry_mix` = 0..V-1).
     """
-    labels = tf.reshape(labels, [-1])
-    b = tf.size(labels)
-    same = tf.equal(labels[:, None], labels[None, :])
-    not_self = tf.not_equal(tf.range(b)[:, None], tf.range(b)[None, :])
-    positive = tf.logical_and(same, not_self)
-    negative = tf.logical_not(same)
-    has_positive = tf.reduce_any(positive, axis=1)
+    positive, negative, has_positive = _pair_masks(labels)
     has_negative = tf.reduce_any(negative, axis=1)
     similarity = tf.stop_gradient(similarity)
     lowest = tf.constant(float("-inf"), similarity.dtype)
