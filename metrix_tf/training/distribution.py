@@ -227,3 +227,54 @@ def check_same_epoch(strategy, epoch):
             f"others: {int(-highest[1])}..{int(highest[0])}): multi-worker "
             "resume needs --workdir on a file system all machines share"
         )
+
+
+def fix_multi_worker_fit(model):
+    """Let `model.fit` / `evaluate` start under MultiWorkerMirroredStrategy.
+
+    Two Keras 3 bugs (3.15 at least; keras-team/keras#20585) stop `fit`
+    under MultiWorkerMirroredStrategy:
+    - a model compiled in a strategy scope is built from the first batch,
+      reduced with `strategy.reduce("MEAN", (x, y))`, which this strategy
+      rejects for a nested value. Only the batch's shapes and dtypes
+      matter there: hand Keras this worker's first replica's batch instead.
+    - the step's logs are reduced with `strategy.reduce("MEAN", v, axis=0)`,
+      which fails on scalars: the steps return them as `(1,)` tensors,
+      which that reduction averages over the replicas into the scalar
+      Keras expects.
+    No-op outside multi-worker training.
+
+    Args:
+        model: a Keras model created and compiled in the strategy's scope.
+
+    Returns:
+        `model`.
+    """
+    strategy = model.distribute_strategy
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return model
+    keras_build = model._maybe_symbolic_build
+
+    def local(value):
+        if isinstance(value, tf.distribute.DistributedValues):
+            return strategy.experimental_local_results(value)[0]
+        return value
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(local, next(batches))
+                break
+        return keras_build(data_batch=data_batch)
+
+    def vectors(logs):
+        return tf.nest.map_structure(
+            lambda v: tf.reshape(v, [1]) if tf.is_tensor(v) and v.shape.rank == 0 else v,
+            logs,
+        )
+
+    keras_train_step, keras_test_step = model.train_step, model.test_step
+    model._maybe_symbolic_build = maybe_symbolic_build
+    model.train_step = lambda data: vectors(keras_train_step(data))
+    model.test_step = lambda data: vectors(keras_test_step(data))
+    return model
