@@ -138,8 +138,9 @@ class BuildTensorFlowOps(build_ext):
             with open(stamp) as f:
                 if f.read() != " ".join(command):
                     return False
-            inputs = CPU_SOURCES + [GEMM_SOURCE] + GPU_SOURCES + CUDA_SOURCES + HEADERS
-            newest = max(os.path.getmtime(os.path.join(HERE, p)) for p in inputs + ["setup.py"])
+            sources = [c for c in command if c.startswith("cc/")]
+            inputs = sources + HEADERS + ["setup.py"]
+            newest = max(os.path.getmtime(os.path.join(HERE, p)) for p in inputs)
             return os.path.getmtime(obj) > newest
 
         def compile_job(job):
@@ -151,7 +152,9 @@ class BuildTensorFlowOps(build_ext):
 
         copies = GEMM_COPIES if platform.machine() in ("x86_64", "AMD64") else {"generic": []}
         have = [f"-DMETRIX_GEMM_HAVE_{isa.upper()}" for isa in copies if isa != "generic"]
-        compile_cxx(CPU_SOURCES[0], [], "soft_label_similarity_ops")
+        with_cuda = _truthy(os.environ.get("METRIX_TF_CUDA", ""))
+        compile_cxx(CPU_SOURCES[0], ["-DMETRIX_TF_WITH_CUDA=1"] if with_cuda else [],
+                    "soft_label_similarity_ops")
         compile_cxx(CPU_SOURCES[1], have, "gemm_dispatch")
         for isa, isa_flags in copies.items():
             compile_cxx(
@@ -161,7 +164,7 @@ class BuildTensorFlowOps(build_ext):
                 "gemm_" + isa,
             )
         link_extra = []
-        if _truthy(os.environ.get("METRIX_TF_CUDA", "")):
+        if with_cuda:
             nvcc = find_nvcc()
             if nvcc is None:
                 raise RuntimeError(

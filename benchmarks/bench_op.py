@@ -19,6 +19,7 @@ Usage (from the repository root, after `python setup.py build_ext --inplace`):
 
     python benchmarks/bench_op.py                       # the README table
     python benchmarks/bench_op.py --sizes 512 --memory-batch 4096   # quick
+    python benchmarks/bench_op.py --skip-timing --memory-batch 8192,16384
 """
 
 import argparse
@@ -166,7 +167,9 @@ def run_memory(batch, dim):
              "--memory-batch", str(batch), "--dim", str(dim)],
             capture_output=True, text=True, check=False)
         if out.returncode != 0:
-            results[mode] = dict(mode=mode, error=out.stderr[-500:])
+            # -9 (SIGKILL) is the kernel's out-of-memory killer.
+            results[mode] = dict(mode=mode, error=f"exit status {out.returncode}",
+                                 stderr=out.stderr[-300:])
         else:
             results[mode] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"memory {mode}: {results[mode]}", file=sys.stderr, flush=True)
@@ -178,13 +181,14 @@ def main():
     parser.add_argument("--sizes", default="512,2048,8192")
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=0, help="0: by size")
-    parser.add_argument("--memory-batch", type=int, default=16384)
+    parser.add_argument("--memory-batch", default="16384",
+                        help="comma-separated batch sizes for the memory table")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        return memory_child(args.memory_child, args.memory_batch, args.dim)
+        return memory_child(args.memory_child, int(args.memory_batch), args.dim)
     info = ops.library_info()
     print(f"backend={ops.backend()} gemm={info.get('gemm_isa')} tf={tf.__version__} "
           f"intra_op_threads={tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()}"
@@ -203,24 +207,26 @@ def main():
                   f"| {r['matmul_ms']:.1f} ({r['matmul_median_ms']:.1f}) "
                   f"| {r['speedup_vs_pure_tf']:.2f}x | {r['op_over_matmul']:.2f}x |")
     if not args.skip_memory:
-        mem = run_memory(args.memory_batch, args.dim)
-        base = mem["inputs"].get("peak_mib", 0.0)
-        print(f"\nPeak RSS, MS loss with miner, forward + backward, B = {args.memory_batch}, "
-              f"D = {args.dim}\n")
-        print("| path | peak RSS (MiB) | above inputs-only (MiB) | seconds |")
-        print("|---|---|---|---|")
-        for mode in ("inputs", "fused", "materialised"):
-            m = mem[mode]
-            if "error" in m:
-                print(f"| {mode} | failed: {m['error'][-120:]!r} | | |")
-                continue
-            print(f"| {mode} | {m['peak_mib']:.0f} | {m['peak_mib'] - base:.0f} | {m['seconds']:.1f} |")
-        if "error" not in mem["fused"] and "error" not in mem["materialised"]:
-            f, m = mem["fused"], mem["materialised"]
-            print(f"\nfused / materialised peak RSS: {f['peak_mib'] / m['peak_mib']:.3f} "
-                  f"(above inputs-only: {(f['peak_mib'] - base) / max(m['peak_mib'] - base, 1e-9):.4f}); "
-                  f"loss fused {f['loss']:.6f} vs materialised {m['loss']:.6f}")
+        for batch in [int(b) for b in args.memory_batch.split(",")]:
+            print_memory(batch, args.dim, run_memory(batch, args.dim))
 
+
+def print_memory(batch, dim, mem):
+    base = mem["inputs"].get("peak_mib", 0.0)
+    print(f"\nPeak RSS, MS loss with miner, forward + backward, B = {batch}, D = {dim}\n")
+    print("| path | peak RSS (MiB) | above inputs-only (MiB) | seconds |")
+    print("|---|---|---|---|")
+    for mode in ("inputs", "fused", "materialised"):
+        m = mem[mode]
+        if "error" in m:
+            print(f"| {mode} | failed ({m['error']}) | | |")
+            continue
+        print(f"| {mode} | {m['peak_mib']:.0f} | {m['peak_mib'] - base:.0f} | {m['seconds']:.1f} |")
+    if "error" not in mem["fused"] and "error" not in mem["materialised"]:
+        f, m = mem["fused"], mem["materialised"]
+        print(f"\nfused / materialised peak RSS: {f['peak_mib'] / m['peak_mib']:.3f} "
+              f"(above inputs-only: {(f['peak_mib'] - base) / max(m['peak_mib'] - base, 1e-9):.4f}); "
+              f"loss fused {f['loss']:.6f} vs materialised {m['loss']:.6f}")
 
 if __name__ == "__main__":
     main()
