@@ -99,6 +99,12 @@ class BuildTensorFlowOps(build_ext):
     is named `_soft_label_similarity_ops.so` without a Python ABI tag.
     """
 
+    def get_source_files(self):
+        # sdist collects these: the headers and build files travel with the
+        # sources (no MANIFEST.in needed).
+        extra = HEADERS + ["cc/cuda_kernel_test.cu", "cc/Makefile", "cc/local_tensorflow.bzl", "BUILD"]
+        return super().get_source_files() + [p for p in extra if os.path.exists(os.path.join(HERE, p))]
+
     def get_ext_filename(self, fullname):
         # Called with the full dotted name and with its last component only.
         if fullname.split(".")[-1] == OP_LIBRARY.split(".")[-1]:
