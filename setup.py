@@ -229,6 +229,19 @@ setup(
         "numpy>=1.26",
         "faiss-cpu>=1.8",
         "absl-py>=2.0",
+        # The built-in data set renders glyphs with matplotlib's fonts
+        # (Pillow and fontTools come with it); the default run plots with it.
+        "matplotlib>=3.7",
+        # TensorFlow 2.21's wheel no longer pulls TensorBoard in; the training
+        # binary writes TensorBoard logs.
+        "tensorboard>=2.18",
     ],
     extras_require={"test": ["pytest>=8"]},
+    entry_points={
+        "console_scripts": [
+            "metrix-train = metrix_tf.training.main:run",
+            "metrix-export = metrix_tf.export.main:run_export",
+            "metrix-eval = metrix_tf.export.main:run_eval",
+        ]
+    },
 )
