@@ -3,19 +3,20 @@
 //
 //   SoftLabelSimilarity: similarity [M, N] = anchors @ candidates^T and
 //     soft_labels [M, N], y_ij = lam_j [a_j == l_i] + (1 - lam_j) [b_j == l_i]
-//     (NOT_A_PAIR = -1 on the diagonal with exclude_self). The gradient is
-//     registered in Python (two matmuls).
+//     (NOT_A_PAIR = -1 on the diagonal with exclude_self), one GEMM call
+//     per block of anchor rows followed by that block's soft labels. The
+//     gradient is registered in Python (two matmuls).
 //   SoftLabelExpReductions / SoftLabelContrastiveReductions: per-anchor-row
 //     reductions over the entries with y != NOT_A_PAIR that never hold the
-//     M x N matrices: each worker holds one strip of kRowBlock anchor rows,
-//     built tile by tile with a GEMM. Their *Grad ops recompute the tiles
+//     M x N matrices: each worker holds one strip of kRowBlock (64) anchor
+//     rows x N candidates, built tile by tile with a GEMM. Their *Grad ops recompute the tiles
 //     (a row pass for the anchors' gradient, a column pass for the
 //     candidates'), on the same tile grid as the forward pass so that the
 //     recomputed similarities are bit-identical to the forward ones.
 //
 // CPU kernels shard over blocks of anchor rows (or candidate tiles) on
-// TensorFlow's intra-op thread pool; the tile grid is fixed, so results do
-// not depend on the number of threads. The GPU kernels are registered in
+// TensorFlow's intra-op thread pool; block and tile sizes depend on the
+// shapes only, so results do not depend on the number of threads. The GPU kernels are registered in
 // soft_label_similarity_ops_gpu.cc (GOOGLE_CUDA builds only).
 #include <algorithm>
 #include <limits>
