@@ -263,7 +263,7 @@ def free_ports(count):
             s.close()
 
 
-def run_workers(argv_of, count, timeout):
+def run_workers(argv_of, count, timeout, cwd=None, data_dir=None):
     """Start `count` workers (TF_CONFIG on 127.0.0.1), wait at most
     `timeout` seconds, always reap them; returns their (rc, output)."""
     workers = ["127.0.0.1:%d" % port for port in free_ports(count)]
@@ -271,13 +271,15 @@ def run_workers(argv_of, count, timeout):
     try:
         for index in range(count):
             env = child_environment()
+            if data_dir is not None:
+                env["METRIX_TF_DATA_DIR"] = str(data_dir) + str(index)
             env["TF_CONFIG"] = json.dumps(
                 {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
             )
             processes.append(
                 subprocess.Popen(
                     argv_of(index), env=env, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, text=True,
+                    stderr=subprocess.STDOUT, text=True, cwd=cwd,
                 )
             )
         outputs = []
@@ -323,6 +325,99 @@ def test_multi_worker_steps_match_on_both_workers_and_one_process(tmp_path):
             # Both workers apply the same all-reduced update: bit-identical.
             np.testing.assert_array_equal(first[key], second[key], err_msg=key)
             np.testing.assert_allclose(first[key], expected, rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+# --- the training binary under MultiWorkerMirroredStrategy ------------------
+
+
+def test_metrix_train_multi_worker_writes_only_from_the_chief(tmp_path):
+    workdir = tmp_path / "run"
+    flags = [
+        "--tiny", "--batch_size=32", "--backbone_width=8", "--embedding_dim=16",
+        "--validation_fraction=0.2", "--epochs=1", "--steps_per_epoch=2",
+        "--loss=contrastive", "--metrix_level=embedding",
+        "--distribution=multi_worker", f"--workdir={workdir}",
+    ]
+
+    def argv(index):
+        return [sys.executable, "-m", "metrix_tf.training.main", *flags]
+
+    # Each worker builds the built-in set in its own cache directory.
+    results = run_workers(argv, count=2, timeout=300, cwd=tmp_path, data_dir=tmp_path / "data")
+    for rc, output in results:
+        assert rc == 0, output[-4000:]
+    chief_output, worker_output = results[0][1], results[1][1]
+    assert "recall@1" in chief_output and "SavedModel" in chief_output
+    assert "SavedModel" not in worker_output  # the other worker reports nothing
+    history = json.loads((workdir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0]
+    assert (workdir / "results.json").exists()
+    assert (workdir / "saved_model" / "saved_model.pb").exists()
+    assert sorted(os.listdir(workdir / "checkpoints"))[0].startswith("checkpoint")
+    # The other worker wrote to a temporary directory, removed at the end.
+    assert not [name for name in os.listdir(workdir) if name.startswith("workertemp")]
+
+
+# --- make_strategy and TF_CONFIG checks (in-process: no device set-up) -----
+
+
+@pytest.mark.parametrize(
+    "tf_config,needle",
+    [
+        (None, "needs the TF_CONFIG environment variable"),
+        ("{not json", "TF_CONFIG is not valid JSON"),
+        ("[1, 2]", "must be a JSON object"),
+        ('{"task": {"type": "worker", "index": 0}}', "needs a 'cluster' object"),
+        ('{"cluster": {"ps": ["a:1"]}, "task": {"type": "ps", "index": 0}}', "job 'ps' is not supported"),
+        ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "non-empty list of 'host:port'"),
+        ('{"cluster": {"worker": ["hostonly"]}, "task": {"type": "worker", "index": 0}}', "'host:port'"),
+        ('{"cluster": {"chief": ["a:1", "b:2"]}, "task": {"type": "chief", "index": 0}}', "at most one chief"),
+        ('{"cluster": {"worker": ["a:1"]}}', "needs a 'task' object"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "chief", "index": 0}}', "task type must be one of"),
+        ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}', "task index must be an int in [0, 2)"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "task index must be an int"),
+    ],
+)
+def test_bad_tf_config_is_rejected_naming_it(monkeypatch, tf_config, needle):
+    from metrix_tf.training import distribution
+
+    if tf_config is None:
+        monkeypatch.delenv("TF_CONFIG", raising=False)
+    else:
+        monkeypatch.setenv("TF_CONFIG", tf_config)
+    with pytest.raises(ValueError, match="TF_CONFIG") as error:
+        distribution.make_strategy("multi_worker")
+    assert needle in str(error.value)
+
+
+def test_good_tf_config_parses():
+    from metrix_tf.training import distribution
+
+    text = json.dumps({"cluster": {"chief": ["h0:1"], "worker": ["h1:2", "h2:3"]},
+                       "task": {"type": "worker", "index": 1}})
+    cluster, task_type, index = distribution.parse_tf_config(text)
+    assert cluster["worker"] == ["h1:2", "h2:3"] and (task_type, index) == ("worker", 1)
+
+
+def test_unknown_distribution_is_rejected():
+    from metrix_tf.training import distribution
+
+    with pytest.raises(ValueError, match="Received: name='tpu'"):
+        distribution.make_strategy("tpu")
+
+
+def test_default_strategy_changes_nothing(tmp_path):
+    import tensorflow as tf
+
+    from metrix_tf.training import distribution
+
+    strategy = distribution.make_strategy("default")
+    assert strategy is tf.distribute.get_strategy()
+    assert distribution.is_chief(strategy)
+    assert distribution.write_dir(str(tmp_path), strategy) == str(tmp_path)
+    dataset = tf.data.Dataset.range(4)
+    assert distribution.distribute_by_data(dataset, strategy) is dataset
+    distribution.check_same_epoch(strategy, 3)  # no-op, no collective
 
 
 if __name__ == "__main__":

@@ -218,14 +218,20 @@ def check_same_epoch(strategy, epoch):
     hang in their collectives otherwise). No-op outside multi-worker."""
     if task_of(strategy)[0] is None:
         return
-    value = tf.constant([epoch, -epoch], tf.int64)
-    per_replica = strategy.run(lambda: tf.identity(value))
-    highest = strategy.reduce(tf.distribute.ReduceOp.MAX, per_replica, axis=None).numpy()
-    if highest[0] != epoch or -highest[1] != epoch:
+    # Every replica sends (1, e, e^2): the epochs agree iff n * sum(e^2) == sum(e)^2.
+    value = tf.constant([1, epoch, epoch * epoch], tf.int64)
+
+    @tf.function
+    def summed():
+        per_replica = strategy.run(lambda: tf.identity(value))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    count, total, squares = (int(v) for v in summed().numpy())
+    if count * squares != total * total:
         raise ValueError(
-            f"The workers resume at different epochs (this one: {epoch}, "
-            f"others: {int(-highest[1])}..{int(highest[0])}): multi-worker "
-            "resume needs --workdir on a file system all machines share"
+            f"The workers resume at different epochs (this one after epoch "
+            f"{epoch}, their mean {total / count:g}): multi-worker resume needs "
+            "--workdir on a file system that all the machines share"
         )
 
 

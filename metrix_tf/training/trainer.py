@@ -206,6 +206,7 @@ def _train(config, strategy, workdir, verbose, log):
     ks = config.ks() or list(splits.recall_ks)
     with strategy.scope():
         model, loss = build_model(config, preprocessing, splits.train.num_classes)
+    distribution.fix_multi_worker_fit(model)
     state = RunState(workdir, model)
     if config.resume:
         initial_epoch = state.restore()
