@@ -6,6 +6,14 @@
 
 Every field of `TrainConfig` is a flag; `--config` (a JSON file) sets
 defaults that explicit flags override.
+
+Several machines: run the same command on each, with `TF_CONFIG` naming the
+cluster and that machine's task (`--batch_size` is the global batch; only the
+chief, worker 0, writes `--workdir`):
+
+    TF_CONFIG='{"cluster": {"worker": ["host1:12345", "host2:12345"]},
+                "task": {"type": "worker", "index": 0}}' \
+        metrix-train --distribution=multi_worker --workdir=/shared/run
 """
 
 import dataclasses
