@@ -45,6 +45,14 @@ CASES = [("control", "none", "")] + [
     for level, strategy in [("none", "")]
     + [(lv, st) for lv in LEVELS for st in PAIR_STRATEGIES]
 ]
+# Every class twice, so every anchor has a positive: the anchor-negative
+# strategy makes no mixes (an empty mixed batch must work across replicas too).
+PAIRED_LABELS = np.repeat(np.arange(8), 2).astype("int32")
+NO_MIX_CASES = [("contrastive", level, "anchor_negative") for level in ("feature", "input")]
+CASES += NO_MIX_CASES
+# Each group runs in its own child process, so that a crash in one (a
+# segfault inside TensorFlow) leaves the other's results standing.
+GROUPS = {"main": CASES[: -len(NO_MIX_CASES)], "no_mix": NO_MIX_CASES}
 # float32; the replicas sum partial gradients in another order than one
 # device does, so equal up to rounding. Measured over all cases: loss within
 # 2.4e-7 (absolute), weights within 2.1e-6 of the step's largest change.
@@ -55,6 +63,10 @@ WEIGHT_RTOL = 2e-5  # of the largest weight change of the step
 def case_id(case):
     loss, level, strategy = case
     return loss if level == "none" else f"{loss}-{level}-{strategy}"
+
+
+def labels_of(case):
+    return PAIRED_LABELS if case in NO_MIX_CASES else LABELS
 
 
 # --- model and data, shared by the parent and the child processes ---------
@@ -111,7 +123,7 @@ def short_error(error):
     return f"{type(error).__name__}: " + " | ".join(lines)[-1500:]
 
 
-def mirrored_child(out_path):
+def mirrored_child(out_path, group):
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
@@ -123,7 +135,7 @@ def mirrored_child(out_path):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     x = images()
     results = {"num_replicas": strategy.num_replicas_in_sync}
-    for case in CASES:
+    for case in GROUPS[group]:
         try:
             # The one-device reference runs eagerly (no tracing: faster).
             single = build(*case, keras.optimizers.SGD(1.0), run_eagerly=True)
@@ -136,7 +148,7 @@ def mirrored_child(out_path):
             before = [v.numpy() for v in single.trainable_variables]
             # fit, not train_on_batch: Keras 3 train_on_batch hands every
             # replica the whole batch; fit splits it between the replicas.
-            batch = tf.data.Dataset.from_tensors((x, LABELS))
+            batch = tf.data.Dataset.from_tensors((x, labels_of(case)))
             loss_single = single.fit(batch, verbose=0).history["loss"][0]
             loss_mirrored = mirrored.fit(batch, verbose=0).history["loss"][0]
             change = max(
@@ -231,21 +243,27 @@ def child_environment():
 
 @pytest.fixture(scope="module")
 def mirrored_results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("mirrored") / "results.json"
-    result = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), "mirrored", str(out)],
-        env=child_environment(), capture_output=True, text=True, timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-4000:]
-    with open(out) as f:
-        return json.load(f)
+    results = {}
+    for group, cases in GROUPS.items():
+        out = tmp_path_factory.mktemp("mirrored") / f"{group}.json"
+        result = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "mirrored", str(out), group],
+            env=child_environment(), capture_output=True, text=True, timeout=600,
+        )
+        if result.returncode != 0:
+            error = f"child process exit status {result.returncode}: {result.stderr[-3000:]}"
+            results.update({case_id(case): {"error": error} for case in cases})
+            continue
+        with open(out) as f:
+            results.update(json.load(f))
+    return results
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_mirrored_step_equals_single_device_step(mirrored_results, case):
-    assert mirrored_results["num_replicas"] == 2
     r = mirrored_results[case_id(case)]
     assert "error" not in r, r.get("error")
+    assert mirrored_results["num_replicas"] == 2
     assert r["replica_spread"] == 0.0, r
     assert abs(r["loss_mirrored"] - r["loss_single"]) <= LOSS_RTOL * max(1.0, abs(r["loss_single"])), r
     # The step must move the weights, or equal weights would prove nothing.
@@ -430,7 +448,7 @@ def test_default_strategy_changes_nothing(tmp_path):
 if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "mirrored":
-        mirrored_child(sys.argv[2])
+        mirrored_child(sys.argv[2], sys.argv[3])
     elif mode == "worker":
         worker_child(sys.argv[2], sys.argv[3])
     else:
