@@ -235,7 +235,11 @@ def child_environment():
     # The package under test (installed, or the source tree), for the children.
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
     env = dict(os.environ)
-    env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
+    # No empty entry: it would put the working directory (a source tree
+    # without the compiled op, in CI) on the path.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [package_root, env.get("PYTHONPATH", "")] if p
+    )
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env.pop("TF_CONFIG", None)
     return env

@@ -29,7 +29,11 @@ def environment(tmp_path):
     env = dict(os.environ)
     # The package under test (installed or source tree), and a private cache
     # so the built-in set is built here, not in the user's home.
-    env["PYTHONPATH"] = PACKAGE_ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    # No empty entry: it would put the working directory (a source tree
+    # without the compiled op, in CI) on the path.
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [PACKAGE_ROOT, env.get("PYTHONPATH", "")] if p
+    )
     env["METRIX_TF_DATA_DIR"] = str(tmp_path / "data")
     env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env

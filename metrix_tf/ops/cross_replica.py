@@ -22,7 +22,25 @@ def gather(value):
     summed over replicas (`ReplicaContext.all_gather`).
     """
     context = replica_context()
-    return value if context is None else context.all_gather(value, axis=0)
+    if context is None:
+        return value
+    # TF 2.21 segfaults all-gathering an empty tensor: every replica sends
+    # one padding row more, dropped after the gather.
+    rows = tf.shape(value)[0]
+    pad = tf.zeros(tf.concat([[1], tf.shape(value)[1:]], 0), value.dtype)
+    gathered = context.all_gather(tf.concat([value, pad], 0), axis=0)
+    sizes = context.all_gather(tf.reshape(rows, [1]), axis=0)
+    replicas = tf.shape(sizes)[0]
+    keep = tf.repeat(
+        tf.tile([True, False], [replicas]),
+        tf.reshape(tf.stack([sizes, tf.ones_like(sizes)], 1), [-1]),
+    )
+    return _dense_gradient(tf.boolean_mask(gathered, keep))
+
+
+@tf.custom_gradient
+def _dense_gradient(x):
+    return tf.identity(x), lambda dy: tf.convert_to_tensor(dy)
 
 
 def local_offset(local_rows):
@@ -48,4 +66,8 @@ def same_on_every_replica(value):
     context = replica_context()
     if context is None:
         return value
-    return context.all_gather(tf.expand_dims(value, 0), axis=0)[0]
+    # Flattened, plus one padding element: TF 2.21 segfaults all-gathering
+    # a tensor with no elements (a draw over zero mixes).
+    flat = tf.concat([tf.reshape(value, [-1]), tf.zeros([1], value.dtype)], 0)
+    first = context.all_gather(tf.expand_dims(flat, 0), axis=0)[0]
+    return tf.reshape(first[:-1], tf.shape(value))
