@@ -5,9 +5,7 @@ import os
 import numpy as np
 
 from metrix_tf.data import image_files
-from metrix_tf.data.data_splits import DataSplits
-from metrix_tf.data.image_split import ImageSplit
-from metrix_tf.data.image_split import remap_labels
+from metrix_tf.data.data_splits import zero_shot_halves
 from metrix_tf.data.matfile import load_mat
 
 _WHAT = "Cars196"
@@ -70,8 +68,7 @@ def load_cars196(root, verify=False, validation_fraction=None, seed=0):
     if "class_names" in mat:
         for i, name in enumerate(np.asarray(mat["class_names"]).reshape(-1)):
             names[i + 1] = str(name)
-    paths = {"train": [], "test": []}
-    keys = {"train": [], "test": []}
+    paths_by_class = []
     for index, record in enumerate(annotations):
         if not isinstance(record, dict) or not {
                 "relative_im_path", "class"} <= set(record):
@@ -86,23 +83,6 @@ def load_cars196(root, verify=False, validation_fraction=None, seed=0):
             raise ValueError(f"{_WHAT}: {mat_path}: class {class_id} of "
                              f"annotation {index} ({relative}) is outside "
                              "1..196")
-        part = "train" if class_id <= 98 else "test"
-        paths[part].append(os.path.join(root, relative))
-        keys[part].append(class_id)
-    expected = {"train": range(1, 99), "test": range(99, 197)}
-    splits = {}
-    for part in ("train", "test"):
-        image_files.check_classes_present(
-            keys[part], expected[part], f"{_WHAT} ({part})", names=names)
-        image_files.check_images_exist(paths[part], f"{_WHAT} ({part})")
-        labels, class_ids = remap_labels(keys[part], f"cars196/{part}")
-        splits[part] = ImageSplit(
-            paths[part], labels, [names.get(c, str(c)) for c in class_ids],
-            name=f"cars196/{part}")
-        if verify:
-            image_files.verify_images(splits[part])
-    result = DataSplits("cars196", splits["train"], test=splits["test"],
-                        recall_ks=(1, 2, 4, 8), info={"root": root})
-    if validation_fraction:
-        result = result.with_validation(validation_fraction, seed=seed)
-    return result
+        paths_by_class.append((class_id, os.path.join(root, relative)))
+    return zero_shot_halves("cars196", _WHAT, paths_by_class, 196, names, root,
+                            verify, validation_fraction, seed)

@@ -3,9 +3,7 @@
 import os
 
 from metrix_tf.data import image_files
-from metrix_tf.data.data_splits import DataSplits
-from metrix_tf.data.image_split import ImageSplit
-from metrix_tf.data.image_split import remap_labels
+from metrix_tf.data.data_splits import zero_shot_halves
 
 _WHAT = "CUB-200-2011"
 
@@ -67,8 +65,7 @@ def load_cub200(root, verify=False, validation_fraction=None, seed=0):
     if os.path.isfile(classes_txt):
         for class_id, name in image_files.read_table(classes_txt, 2, _WHAT):
             names[image_files.parse_int(class_id, classes_txt, _WHAT)] = name
-    paths = {"train": [], "test": []}
-    keys = {"train": [], "test": []}
+    paths_by_class = []
     for image_id, relative in rows:
         if image_id not in class_of:
             raise ValueError(f"{_WHAT}: image id {image_id} ({relative}) of "
@@ -77,23 +74,6 @@ def load_cub200(root, verify=False, validation_fraction=None, seed=0):
         if not 1 <= class_id <= 200:
             raise ValueError(f"{_WHAT}: {labels_txt}: class id {class_id} of "
                              f"image {image_id} is outside 1..200")
-        part = "train" if class_id <= 100 else "test"
-        paths[part].append(os.path.join(image_dir, relative))
-        keys[part].append(class_id)
-    expected = {"train": range(1, 101), "test": range(101, 201)}
-    splits = {}
-    for part in ("train", "test"):
-        image_files.check_classes_present(
-            keys[part], expected[part], f"{_WHAT} ({part})", names=names)
-        image_files.check_images_exist(paths[part], f"{_WHAT} ({part})")
-        labels, class_ids = remap_labels(keys[part], f"cub200/{part}")
-        splits[part] = ImageSplit(
-            paths[part], labels, [names.get(c, str(c)) for c in class_ids],
-            name=f"cub200/{part}")
-        if verify:
-            image_files.verify_images(splits[part])
-    result = DataSplits("cub200", splits["train"], test=splits["test"],
-                        recall_ks=(1, 2, 4, 8), info={"root": root})
-    if validation_fraction:
-        result = result.with_validation(validation_fraction, seed=seed)
-    return result
+        paths_by_class.append((class_id, os.path.join(image_dir, relative)))
+    return zero_shot_halves("cub200", _WHAT, paths_by_class, 200, names, root,
+                            verify, validation_fraction, seed)

@@ -1,6 +1,8 @@
 """The splits of one data set and how its test side is evaluated."""
 
+from metrix_tf.data import image_files
 from metrix_tf.data.image_split import ImageSplit
+from metrix_tf.data.image_split import remap_labels
 from metrix_tf.data.image_split import split_validation
 
 
@@ -89,3 +91,46 @@ class DataSplits:
             if value is not None:
                 parts.append(f"{key}={value!r}")
         return f"DataSplits({self.name!r}, " + ", ".join(parts) + ")"
+
+
+def zero_shot_halves(name, what, paths_by_class, num_classes, names, root,
+                     verify=False, validation_fraction=None, seed=0):
+    """The CUB / Cars196 protocol: classes 1..C/2 train, C/2+1..C test.
+
+    Args:
+        name: data set name ("cub200", "cars196").
+        what: how error messages name the data set.
+        paths_by_class: list of `(class_id, image_path)`, class ids 1..C.
+        num_classes: C.
+        names: dict class id -> class name (may be partial).
+        root: the data set directory (recorded in `info`).
+        verify: decode every image (see `verify_images`).
+        validation_fraction, seed: see `split_validation`.
+
+    Returns:
+        `DataSplits` with `train`, `test` (and `val`), recall_ks (1, 2, 4, 8).
+    """
+    half = num_classes // 2
+    paths = {"train": [], "test": []}
+    keys = {"train": [], "test": []}
+    for class_id, path in paths_by_class:
+        part = "train" if class_id <= half else "test"
+        paths[part].append(path)
+        keys[part].append(class_id)
+    expected = {"train": range(1, half + 1), "test": range(half + 1, num_classes + 1)}
+    splits = {}
+    for part in ("train", "test"):
+        image_files.check_classes_present(
+            keys[part], expected[part], f"{what} ({part})", names=names)
+        image_files.check_images_exist(paths[part], f"{what} ({part})")
+        labels, class_ids = remap_labels(keys[part], f"{name}/{part}")
+        splits[part] = ImageSplit(
+            paths[part], labels, [names.get(c, str(c)) for c in class_ids],
+            name=f"{name}/{part}")
+        if verify:
+            image_files.verify_images(splits[part])
+    result = DataSplits(name, splits["train"], test=splits["test"],
+                        recall_ks=(1, 2, 4, 8), info={"root": root})
+    if validation_fraction:
+        result = result.with_validation(validation_fraction, seed=seed)
+    return result
