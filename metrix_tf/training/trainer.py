@@ -166,7 +166,8 @@ def _check_workdir(config, resume):
     if resume and os.path.exists(path):
         with open(path) as f:
             previous = json.load(f)
-        ignored = {"epochs", "resume", "export"}
+        # Checkpoints do not depend on these (nor on the tf.distribute strategy).
+        ignored = {"epochs", "resume", "export", "distribution"}
         current = json.loads(config.to_json())
         changed = sorted(k for k in current if k not in ignored and previous.get(k) != current[k])
         if changed:
