@@ -25,7 +25,7 @@ class TrainConfig:
     dataset: str = "builtin"
     data_dir: str = ""
     tiny: bool = False
-    loss: str = "multi_similarity"
+    loss: str = "contrastive"
     metrix_level: str = "feature"
     metrix_strategy: str = "random"
     metrix_scoring: str = "per_anchor"
