@@ -161,7 +161,7 @@ def test_sigkill_then_resume_loses_and_repeats_no_epoch(tmp_path):
 def test_resume_refuses_a_workdir_of_other_settings(tmp_path):
     workdir = tmp_path / "run"
     assert metrix_train(tmp_path, *TINY, "--epochs=1", "--noexport", f"--workdir={workdir}").returncode == 0
-    result = metrix_train(tmp_path, *TINY, "--epochs=1", "--loss=contrastive", f"--workdir={workdir}")
+    result = metrix_train(tmp_path, *TINY, "--epochs=1", "--loss=proxy_anchor", f"--workdir={workdir}")
     assert result.returncode != 0
     assert "holds a run with other settings" in result.stderr and "loss" in result.stderr
 
