@@ -154,6 +154,15 @@ def exp_reductions_from_similarity(
     )
 
 
+def _through_matrices(result_type, reduce, pair_inputs, exclude_self):
+    """A reference reduction: materialise the matrices, reduce their rows."""
+    inputs, _, result_dtype = prepare_pair_inputs(*pair_inputs)
+    similarity, soft_labels = soft_label_similarity_reference(
+        *inputs, exclude_self=exclude_self
+    )
+    return result_type(*cast_results(reduce(similarity, soft_labels), result_dtype))
+
+
 def soft_label_exp_reductions_reference(
     anchors,
     anchor_labels,
@@ -172,16 +181,14 @@ def soft_label_exp_reductions_reference(
 
     Same arguments and results as `soft_label_exp_reductions`.
     """
-    inputs, _, result_dtype = prepare_pair_inputs(
-        anchors, anchor_labels, candidates, candidate_labels_a, candidate_labels_b, lam
+    return _through_matrices(
+        ExpReductions,
+        lambda s, y: exp_reductions_from_similarity(
+            s, y, scale_pos, shift_pos, scale_neg, shift_neg, epsilon
+        ),
+        (anchors, anchor_labels, candidates, candidate_labels_a, candidate_labels_b, lam),
+        exclude_self,
     )
-    similarity, soft_labels = soft_label_similarity_reference(
-        *inputs, exclude_self=exclude_self
-    )
-    results = exp_reductions_from_similarity(
-        similarity, soft_labels, scale_pos, shift_pos, scale_neg, shift_neg, epsilon
-    )
-    return ExpReductions(*cast_results(results, result_dtype))
 
 
 def soft_label_exp_reductions(
@@ -320,16 +327,12 @@ def soft_label_contrastive_reductions_reference(
 
     Same arguments and results as `soft_label_contrastive_reductions`.
     """
-    inputs, _, result_dtype = prepare_pair_inputs(
-        anchors, anchor_labels, candidates, candidate_labels_a, candidate_labels_b, lam
+    return _through_matrices(
+        ContrastiveReductions,
+        lambda s, y: contrastive_reductions_from_similarity(s, y, pos_margin, neg_margin),
+        (anchors, anchor_labels, candidates, candidate_labels_a, candidate_labels_b, lam),
+        exclude_self,
     )
-    similarity, soft_labels = soft_label_similarity_reference(
-        *inputs, exclude_self=exclude_self
-    )
-    results = contrastive_reductions_from_similarity(
-        similarity, soft_labels, pos_margin, neg_margin
-    )
-    return ContrastiveReductions(*cast_results(results, result_dtype))
 
 
 def soft_label_contrastive_reductions(
