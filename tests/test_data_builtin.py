@@ -149,3 +149,32 @@ def test_builtin_through_load_dataset_with_validation(cache_dir):
     assert x.shape == (8, 32, 32, 1) and y.shape == (8,)
     assert float(x.numpy().min()) >= -1.0 - 1e-5
     assert float(x.numpy().max()) <= 1.0 + 1e-5
+
+
+def test_large_set_uses_the_dejavu_faces_and_its_own_name(tmp_path):
+    dejavu = data.matplotlib_fonts(builtin_glyphs.LARGE_FAMILIES)
+    assert len(dejavu) == 12
+    assert all(os.path.basename(p).startswith("DejaVu") for p in dejavu)
+    # A small large-set build: same fonts and naming, few characters.
+    splits = data.load_dataset("builtin_large", str(tmp_path), num_classes=8,
+                               validation_fraction=0.25, seed=1)
+    assert splits.name == "builtin_large"
+    assert splits.test.name == "builtin_large/test"
+    assert splits.info["fonts"] == [os.path.basename(p) for p in dejavu]
+    assert splits.val.num_classes == 1 and splits.train.num_classes == 3
+    for split in (splits.train, splits.val, splits.test):
+        assert split.images.shape[1:] == (16, 16, 1)
+        np.testing.assert_array_equal(split.class_counts(),
+                                      [12] * split.num_classes)
+    assert data.Preprocessing.for_dataset("builtin_large").image_size == 16
+    with pytest.raises(ValueError, match="tiny=True, large=True"):
+        data.load_builtin(str(tmp_path), tiny=True, large=True)
+
+
+def test_large_set_has_enough_candidates():
+    # Its 1,216 classes need that many candidates in the faces' shared
+    # cmap (the selection then drops near-duplicates and faint glyphs).
+    fonts = data.matplotlib_fonts(builtin_glyphs.LARGE_FAMILIES)
+    assert builtin_glyphs.LARGE_NUM_CLASSES >= 1000
+    assert len(builtin_glyphs._candidates(fonts)) >= (
+        builtin_glyphs.LARGE_NUM_CLASSES)

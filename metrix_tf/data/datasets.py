@@ -8,7 +8,7 @@ from metrix_tf.data.stanford_online_products import load_sop
 
 LOADERS = {"cub200": load_cub200, "cars196": load_cars196, "sop": load_sop,
            "inshop": load_inshop}
-DATASET_NAMES = ("builtin",) + tuple(LOADERS)
+DATASET_NAMES = ("builtin", "builtin_large") + tuple(LOADERS)
 
 
 def load_dataset(name, root=None, verify=False, validation_fraction=None,
@@ -16,8 +16,9 @@ def load_dataset(name, root=None, verify=False, validation_fraction=None,
     """Loads a data set by name.
 
     Args:
-        name: "builtin" (offline glyphs), "cub200", "cars196", "sop" or
-            "inshop".
+        name: "builtin" (offline glyphs), "builtin_large" (the larger
+            offline glyph set of the quality benchmark), "cub200",
+            "cars196", "sop" or "inshop".
         root: directory of the extracted data set (for "builtin": the cache
             directory, optional).
         verify: decode every image up front (real data sets).
@@ -29,10 +30,10 @@ def load_dataset(name, root=None, verify=False, validation_fraction=None,
     Returns:
         `DataSplits`.
     """
-    if name == "builtin":
+    if name in ("builtin", "builtin_large"):
         return load_builtin(data_dir=root, validation_fraction=
                             validation_fraction, validation_seed=seed,
-                            **builtin_kwargs)
+                            large=name == "builtin_large", **builtin_kwargs)
     if name not in LOADERS:
         raise ValueError(f"`name` must be one of {DATASET_NAMES}. "
                          f"Received: name={name!r}")

@@ -2,6 +2,8 @@
 
 import tensorflow as tf
 
+from metrix_tf.data.builtin_glyphs import LARGE_IMAGE_SIZE
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -198,18 +200,20 @@ class Preprocessing:
         """The paper's transforms for a data set name (see `load_dataset`).
 
         Real data sets: 224 crops, 256 eval resize, flips, ImageNet mean/std.
-        The built-in glyph set: 32x32 grayscale, crops of 70-100 % of the
-        area with aspect 0.8-1.25, no flip, mean 0.5 / std 0.5 (pixels to
-        [-1, 1]).
+        The built-in glyph sets: 32x32 (the large set: 16x16) grayscale,
+        crops of 70-100 % of the area with aspect 0.8-1.25, no flip, mean
+        0.5 / std 0.5 (pixels to [-1, 1]).
         """
         if name in ("cub200", "cars196", "sop", "inshop"):
             return cls()
-        if name == "builtin":
-            return cls(image_size=32, resize_size=32, channels=1,
+        if name in ("builtin", "builtin_large"):
+            size = LARGE_IMAGE_SIZE if name == "builtin_large" else 32
+            return cls(image_size=size, resize_size=size, channels=1,
                        crop_scale=(0.7, 1.0), crop_ratio=(0.8, 1.25),
                        flip=False, mean=(0.5,), std=(0.5,))
         raise ValueError("`name` must be one of 'cub200', 'cars196', 'sop', "
-                         f"'inshop', 'builtin'. Received: name={name!r}")
+                         f"'inshop', 'builtin', 'builtin_large'. Received: "
+                         f"name={name!r}")
 
     def normalize(self, image):
         """uint8-range float image -> `(x / 255 - mean) / std`, float32."""
