@@ -84,6 +84,36 @@ def _config_error(path):
     return str(info.value)
 
 
+def test_dataset_recipe_sets_defaults_that_config_and_flags_override(tmp_path):
+    from absl import flags
+
+    from metrix_tf.training import main as train_main
+    from metrix_tf.training.train_config import RECIPES
+
+    recipe = RECIPES["builtin_large"]
+
+    def resolve(*argv):
+        values = flags.FlagValues()
+        for name, flag in train_main.FLAGS._flags().items():
+            if name in TrainConfig.field_names() + ["config"]:
+                values[name] = flag
+        values.unparse_flags()
+        values(["metrix-train", *argv])
+        return train_main.config_from_flags(values)
+
+    assert resolve().epochs == TrainConfig().epochs  # builtin: no recipe
+    config = resolve("--dataset=builtin_large")
+    for name, value in recipe.items():
+        assert getattr(config, name) == value, name
+    assert resolve("--dataset=builtin_large", "--epochs=3").epochs == 3
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"dataset": "builtin_large", "epochs": 4}))
+    config = resolve(f"--config={path}")
+    assert config.epochs == 4
+    assert config.images_per_class == recipe["images_per_class"]
+    assert resolve(f"--config={path}", "--epochs=5").epochs == 5
+
+
 def test_every_shipped_config_is_valid_and_matches_its_generator():
     configs = os.path.join(PACKAGE_ROOT, "configs")
     if not os.path.isdir(configs):

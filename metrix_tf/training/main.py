@@ -39,14 +39,16 @@ FLAGS = flags.FLAGS
 
 
 def config_from_flags(flag_values=FLAGS):
-    """The `TrainConfig` of the command line: defaults < --config < flags."""
-    config = TrainConfig.from_json(flag_values.config) if flag_values.config else TrainConfig()
-    explicit = {
-        name: flag_values[name].value
+    """The `TrainConfig` of the command line: defaults < the data set's
+    recipe < --config < flags."""
+    values = TrainConfig.read_json(flag_values.config) if flag_values.config else {}
+    values.update(
+        (name, flag_values[name].value)
         for name in TrainConfig.field_names()
         if flag_values[name].present
-    }
-    return config.replace(**explicit).validate()
+    )
+    dataset = values.pop("dataset", TrainConfig.dataset)
+    return TrainConfig.for_dataset(dataset, **values).validate()
 
 
 def main(argv):

@@ -9,13 +9,26 @@ import dataclasses
 import json
 import os
 
-DATASETS = ("builtin", "cub200", "cars196", "sop", "inshop")
+DATASETS = ("builtin", "builtin_large", "cub200", "cars196", "sop", "inshop")
 LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
 LEVELS = ("none", "input", "feature", "embedding")
 STRATEGIES = ("random", "positive_negative", "anchor_negative", "both")
 SCORINGS = ("per_anchor", "all_pairs")
 BACKBONES = ("small_cnn", "resnet50")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+
+# A data set's recipe: the settings that `--dataset=NAME` implies unless
+# `--config` or an explicit flag sets them (`TrainConfig.for_dataset`), so
+# that `metrix-train --dataset=NAME --loss=L --metrix_level=none|feature
+# --seed=S` alone runs one cell of the quality study. Chosen on the
+# validation classes (benchmarks/quality_study.py, README "Quality study").
+RECIPES = {
+    "builtin_large": {
+        "images_per_class": 4,
+        "validation_fraction": 0.2,
+        "epochs": 30,
+    },
+}
 
 
 @dataclasses.dataclass
@@ -57,7 +70,7 @@ class TrainConfig:
     distribution: str = "default"
 
     HELP = {
-        "dataset": f"Data set: one of {DATASETS}.",
+        "dataset": f"Data set: one of {DATASETS}; its recipe (RECIPES) sets the defaults.",
         "data_dir": "Directory of the extracted data set (builtin: cache dir).",
         "tiny": "Use the tiny built-in set (tests, smoke runs).",
         "loss": f"Loss: one of {LOSSES}.",
@@ -97,9 +110,22 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls)]
 
     @classmethod
+    def for_dataset(cls, dataset, **changes):
+        """The defaults with `dataset`'s recipe (`RECIPES`) applied, then
+        `changes`."""
+        return cls(dataset=dataset, **{**RECIPES.get(dataset, {}), **changes})
+
+    @classmethod
     def from_json(cls, path):
         """Settings from a JSON file (unknown keys or wrong types are an
-        error; the result is validated once flags are applied)."""
+        error; the result is validated once flags are applied). Settings
+        the file leaves out take the defaults of its data set's recipe."""
+        return cls.for_dataset(**cls.read_json(path))
+
+    @classmethod
+    def read_json(cls, path):
+        """The settings a JSON file sets, as a dict (checked as in
+        `from_json`); `dataset` is always present."""
         if not os.path.isfile(path):
             raise ValueError(f"--config: no such file: {path!r}")
         try:
@@ -123,7 +149,8 @@ class TrainConfig:
                         f"--config: {path!r}: {field.name} must be a "
                         f"{kind.__name__}. Received: {value!r}"
                     )
-        return cls(**values)
+        values.setdefault("dataset", cls.dataset)
+        return values
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
@@ -197,7 +224,7 @@ class TrainConfig:
             raise ValueError(f"--lr_decay_epochs must be epochs >= 1. Received: {self.lr_decay_epochs!r}")
         if any(k < 1 for k in self.ks()):
             raise ValueError(f"--recall_ks must be ints >= 1. Received: {self.recall_ks!r}")
-        if self.dataset != "builtin" and not self.data_dir:
+        if not self.dataset.startswith("builtin") and not self.data_dir:
             raise ValueError(f"--dataset={self.dataset} needs --data_dir, the extracted data set")
         if self.dataset != "builtin" and self.tiny:
             raise ValueError("--tiny applies to --dataset=builtin only")
