@@ -112,6 +112,11 @@ def evaluate_model(model, splits, preprocessing, ks, train_embeddings=None, seed
         results = evaluation.evaluate_retrieval(test, splits.test.labels, ks=ks)
     if train_embeddings is None:
         train_embeddings = embed(model, splits.train, preprocessing)
+    # The training classes' own leave-one-out Recall@K (evaluation
+    # transform): with the unseen classes' figures, how far a run overfits.
+    seen = evaluation.evaluate_retrieval(train_embeddings, splits.train.labels, ks=ks)
+    results.update({f"train_{k}": seen[k] for k in (f"recall@{k}" for k in ks)})
+    results["train_map@r"] = seen["map@r"]
     results["utilization"] = evaluation.utilization(test, train_embeddings)
     mixes = evaluation.embedding_mixes(train_embeddings, splits.train.labels, seed=seed)
     results["utilization_with_mixes"] = evaluation.utilization(
