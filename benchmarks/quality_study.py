@@ -1,0 +1,234 @@
+"""The quality study: baseline vs Metrix, per loss and level, paired seeds.
+
+    python benchmarks/quality_study.py                        # the whole study
+    python benchmarks/quality_study.py --datasets builtin_large \\
+        --losses multi_similarity --levels none feature --seeds 0
+    python benchmarks/quality_study.py --report-only          # tables from what ran
+    python benchmarks/quality_study.py --tag w01 --set metrix_weight=0.1 \\
+        --levels feature                                      # a variant
+
+Each cell is one `metrix-train --dataset=D --loss=L --metrix_level=V
+--seed=S` run (the data set's recipe, Metrix's defaults, plus any `--set`
+flags of a variant) in its own workdir `ROOT/D/L/V[-TAG]/seedS`. The same
+seed gives baseline and Metrix the same training classes, validation classes,
+initialisation and data order, so the difference of a seed is paired. A
+finished run (results.json present) is reused and an unfinished one resumes
+from its checkpoint: the study can be stopped and continued at any time.
+Runs go one at a time, in the order datasets > seeds > losses > levels.
+
+Prints a markdown table per data set: mean +- std over the seeds of the
+unseen-class Recall@1/2/4/8, MAP@R, utilization (without / with mixes),
+the training classes' Recall@1, the validation figures of the last epoch,
+and minutes per run; then the paired difference Metrix - baseline of
+Recall@1 per seed. Writes the tables to `ROOT/study.md` and a PNG of
+Recall@1 per configuration with error bars to `ROOT/recall_at_1.png`.
+The test classes are evaluated once per run, after training; choices
+between variants are to be made on the validation columns.
+"""
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from metrix_tf.training import train_config
+
+DATASETS = ("builtin_large", "builtin")
+LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
+LEVELS = ("none", "feature", "embedding", "input")
+TIMES_FILE = "study_seconds.json"
+
+
+def cell_dir(root, dataset, loss, level, tag, seed):
+    name = level + (f"-{tag}" if tag else "")
+    return os.path.join(root, dataset, loss, name, f"seed{seed}")
+
+
+def run_cell(workdir, dataset, loss, level, seed, settings, log):
+    """Runs (or resumes) one cell; returns False when it failed."""
+    command = [
+        sys.executable, "-m", "metrix_tf.training.main",
+        f"--dataset={dataset}", f"--loss={loss}", f"--metrix_level={level}",
+        f"--seed={seed}", f"--workdir={workdir}", "--noexport",
+    ]
+    if "select_by" in importlib.reload(train_config).TrainConfig.field_names():
+        # The recipe's epoch count is chosen on the validation classes; every
+        # cell is scored at its last epoch, the same rule for all.
+        command.append("--select_by=last")
+    command += [f"--{s}" for s in settings]
+    os.makedirs(workdir, exist_ok=True)
+    log(f"running: {' '.join(command[2:])}")
+    start = time.time()
+    with open(os.path.join(workdir, "study.log"), "a") as out:
+        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
+    # Accumulated over resumed sessions: the run's own figure covers only
+    # its last session.
+    path = os.path.join(workdir, TIMES_FILE)
+    seconds = _read_json(path, {"seconds": 0.0})["seconds"] + time.time() - start
+    with open(path, "w") as f:
+        json.dump({"seconds": seconds}, f)
+    if code:
+        log(f"FAILED (exit {code}): see {os.path.join(workdir, 'study.log')}")
+    return code == 0
+
+
+def _read_json(path, default=None):
+    if not os.path.exists(path):
+        return default
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_cell(workdir):
+    """The figures of a finished cell, or None."""
+    results = _read_json(os.path.join(workdir, "results.json"))
+    if results is None:
+        return None
+    trained = results["trained"]
+    history = _read_json(os.path.join(workdir, "history.json"), [])
+    last = history[-1] if history else {}
+    row = {key: trained[key] for key in trained if isinstance(trained[key], float)}
+    row["val_recall@1"] = last.get("val_recall@1", float("nan"))
+    row["val_map@r"] = last.get("val_map@r", float("nan"))
+    row["best_val_map@r"] = max((h.get("val_map@r", float("nan")) for h in history),
+                                default=float("nan"))
+    seconds = _read_json(os.path.join(workdir, TIMES_FILE), {}).get(
+        "seconds", results.get("seconds_this_session", float("nan")))
+    row["minutes"] = seconds / 60
+    return row
+
+
+COLUMNS = (
+    ("R@1", "recall@1"), ("R@2", "recall@2"), ("R@4", "recall@4"), ("R@8", "recall@8"),
+    ("MAP@R", "map@r"), ("util.", "utilization"), ("util. + mixes", "utilization_with_mixes"),
+    ("train R@1", "train_recall@1"), ("val R@1", "val_recall@1"), ("val MAP@R", "val_map@r"),
+    ("min/run", "minutes"),
+)
+
+
+def _mean_std(values, digits=3):
+    values = np.array(values, float)
+    return f"{values.mean():.{digits}f} ± {values.std():.{digits}f}"
+
+
+def report(root, datasets, losses, configs, seeds):
+    """Markdown tables, and {dataset: [(label, mean, std)]} for the plot."""
+    lines, plot = [], {}
+    for dataset in datasets:
+        table = ["| loss | method | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |",
+                 "|---|---|---|" + "---|" * len(COLUMNS)]
+        diffs = []
+        for loss in losses:
+            baseline = {s: read_cell(cell_dir(root, dataset, loss, "none", "", s)) for s in seeds}
+            for level, tag in configs:
+                cells = {s: read_cell(cell_dir(root, dataset, loss, level, tag, s)) for s in seeds}
+                done = [s for s in seeds if cells[s] is not None]
+                if not done:
+                    continue
+                name = "baseline" if level == "none" else f"Metrix ({level})"
+                name += f" [{tag}]" if tag else ""
+                row = [_mean_std([cells[s][key] for s in done], 1 if key == "minutes" else 3)
+                       for _, key in COLUMNS]
+                table.append(f"| {loss} | {name} | {','.join(map(str, done))} | " + " | ".join(row) + " |")
+                r1 = [cells[s]["recall@1"] for s in done]
+                plot.setdefault(dataset, []).append((f"{loss}\n{name}", np.mean(r1), np.std(r1)))
+                paired = [s for s in done if baseline[s] is not None]
+                if level != "none" and paired:
+                    d = [cells[s]["recall@1"] - baseline[s]["recall@1"] for s in paired]
+                    dv = [cells[s]["val_map@r"] - baseline[s]["val_map@r"] for s in paired]
+                    diffs.append(
+                        f"| {loss} | {name} | "
+                        + " | ".join(f"{s}: {x:+.3f}" for s, x in zip(paired, d))
+                        + f" | {np.mean(d):+.3f} | {np.mean(dv):+.3f} |")
+        if len(table) == 2:
+            continue
+        lines += [f"### {dataset}: unseen classes, mean ± std over seeds", ""] + table + [""]
+        if diffs:
+            lines += [f"Paired difference Metrix - baseline, unseen Recall@1 per seed ({dataset}); "
+                      "last column: mean paired difference of validation MAP@R", "",
+                      "| loss | method | per seed | mean R@1 | mean val MAP@R |",
+                      "|---|---|---|---|---|"] + diffs + [""]
+    return "\n".join(lines), plot
+
+
+def write_plot(plot, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not plot:
+        return
+    figure, axes = plt.subplots(len(plot), 1, figsize=(max(6, 0.9 * max(map(len, plot.values()))),
+                                                       4.5 * len(plot)), squeeze=False)
+    for axis, (dataset, bars) in zip(axes[:, 0], plot.items()):
+        labels, means, stds = zip(*bars)
+        colors = ["tab:gray" if "baseline" in label else "tab:blue" for label in labels]
+        axis.bar(range(len(bars)), means, yerr=stds, capsize=3, color=colors)
+        axis.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
+        low = min(m - s for m, s in zip(means, stds))
+        axis.set_ylim(max(0.0, low - 0.05), min(1.0, max(means) + 0.05))
+        axis.set_ylabel("unseen Recall@1 (mean ± std)")
+        axis.set_title(f"{dataset}: baseline (gray) vs Metrix (blue)")
+        axis.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    tmp = f"{path}.tmp.png"
+    figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__)
+    parser.add_argument("--root", default="runs/quality", help="where the runs live")
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--tag", default="", help="name of a variant (its workdirs get -TAG)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="FLAG=VALUE",
+                        help="metrix-train flags of the variant, e.g. metrix_weight=0.1")
+    parser.add_argument("--report-tags", nargs="*", default=None,
+                        help="variants to list in the report (default: every one found)")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    if args.set and not args.tag:
+        parser.error("--set needs --tag, so that a variant never reuses another's runs")
+    log = lambda message: print(time.strftime("%H:%M:%S"), message, flush=True)  # noqa: E731
+    if not args.report_only:
+        for dataset in args.datasets:
+            for seed in args.seeds:
+                for loss in args.losses:
+                    for level in args.levels:
+                        tag = args.tag if level != "none" or args.set else ""
+                        workdir = cell_dir(args.root, dataset, loss, level, tag, seed)
+                        if read_cell(workdir) is None:
+                            run_cell(workdir, dataset, loss, level, seed, args.set, log)
+    configs = [(level, "") for level in LEVELS]
+    tags = args.report_tags
+    if tags is None:
+        tags = sorted({name.split("-", 1)[1]
+                       for dataset in args.datasets for loss in args.losses
+                       for name in _listdir(os.path.join(args.root, dataset, loss)) if "-" in name})
+    configs += [(level, tag) for tag in tags for level in LEVELS]
+    text, plot = report(args.root, args.datasets, args.losses, configs, args.seeds)
+    print(text)
+    os.makedirs(args.root, exist_ok=True)
+    with open(os.path.join(args.root, "study.md"), "w") as f:
+        f.write(text)
+    write_plot(plot, os.path.join(args.root, "recall_at_1.png"))
+
+
+def _listdir(path):
+    return sorted(os.listdir(path)) if os.path.isdir(path) else []
+
+
+if __name__ == "__main__":
+    main()
