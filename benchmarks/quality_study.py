@@ -36,7 +36,8 @@ import time
 
 import numpy as np
 
-from metrix_tf.training import train_config
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+from metrix_tf.training import train_config  # noqa: E402
 
 DATASETS = ("builtin_large", "builtin")
 LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")

@@ -27,6 +27,7 @@ RECIPES = {
         "images_per_class": 4,
         "validation_fraction": 0.2,
         "epochs": 30,
+        "lr_decay_epochs": "20",
     },
 }
 
