@@ -264,3 +264,140 @@ def test_metrix_eval_scores_an_export(tmp_path):
         cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300,
     )
     assert missing.returncode != 0 and "No SavedModel" in missing.stderr
+
+
+# A finished tiny run, shared by the tests that copy and then damage, move
+# or resume it (each test works on its own copy).
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finished")
+    flags = [*TINY, "--epochs=2", "--noexport", f"--workdir={root / 'run'}"]
+    result = metrix_train(root, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root / "run", flags[:-1]
+
+
+def copy_of(finished_run, tmp_path, name="run"):
+    import shutil
+
+    source, flags = finished_run
+    target = tmp_path / name
+    shutil.copytree(source, target)
+    return target, [*flags, f"--workdir={target}"]
+
+
+def checkpoint_files(workdir):
+    directory = workdir / "checkpoints"
+    return {n: (directory / n).read_bytes() for n in os.listdir(directory) if n.startswith("ckpt-")}
+
+
+def first_best_epoch(history, key="val_recall@1"):
+    values = [h[key] for h in history]
+    return values.index(max(values)) + 1
+
+
+def test_the_selected_epoch_is_evaluated_recorded_and_survives_a_resume(finished_run, tmp_path):
+    from metrix_tf.training.run_state import RunState
+    from metrix_tf.training.trainer import build_model, evaluate_model, load_data
+
+    workdir, flags = copy_of(finished_run, tmp_path)
+    results = json.loads((workdir / "results.json").read_text())
+    history = json.loads((workdir / "history.json").read_text())
+    assert results["selected_epoch"] == first_best_epoch(history)
+    assert results["selection"]["select_by"] == "recall@1"
+    # Resumed for a third epoch: the choice is made over all three.
+    result = metrix_train(tmp_path, *[f for f in flags if f != "--epochs=2"], "--epochs=3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stdout and "Selected epoch" in result.stdout
+    results = json.loads((workdir / "results.json").read_text())
+    history = json.loads((workdir / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [0, 1, 2]
+    selected = first_best_epoch(history)
+    assert results["selected_epoch"] == selected
+    assert results["selection"]["validation"] == history[selected - 1]["val_recall@1"]
+    # The test figures are those of the selected weights.
+    os.environ["METRIX_TF_DATA_DIR"] = str(finished_run[0].parent / "data")
+    config = TrainConfig.from_json(str(workdir / "config.json"))
+    splits, preprocessing = load_data(config)
+    model, _ = build_model(config, preprocessing, splits.train.num_classes)
+    state = RunState(str(workdir), model, monitor=config.selection_key())
+    assert state.restore() == 3 and state.restore_selected() == selected
+    scores = evaluate_model(model, splits, preprocessing, config.ks() or list(splits.recall_ks))
+    assert abs(scores["recall@1"] - results["trained"]["recall@1"]) < 1e-6
+    assert abs(scores["map@r"] - results["trained"]["map@r"]) < 1e-6
+    # metrix-export exports the same selected epoch.
+    from metrix_tf.export.main import export_workdir
+
+    export = export_workdir(str(workdir), str(tmp_path / "export"))
+    meta = json.loads((tmp_path / "export" / "metrix_export.json").read_text())
+    assert meta["selected_epoch"] == selected and export.endswith("export")
+
+
+def test_select_by_last_and_its_flag_errors(tmp_path):
+    workdir = tmp_path / "run"
+    result = metrix_train(tmp_path, *TINY, "--epochs=2", "--select_by=last", "--noexport",
+                          f"--workdir={workdir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    assert results["selected_epoch"] == 2 and results["selection"]["select_by"] == "last"
+    for flags, needle in [
+        (["--select_by=accuracy"], "--select_by must be 'recall@K'"),
+        (["--validation_fraction=0"], "needs --validation_fraction > 0"),
+        (["--eval_every=5", "--epochs=3"], "--eval_every (5) must be <= --epochs (3)"),
+    ]:
+        result = metrix_train(tmp_path, *TINY, *flags, timeout=120)
+        assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
+
+
+def test_a_garbage_state_file_resumes_from_the_checkpoints_on_disk(finished_run, tmp_path):
+    # The reproduction of issue 13: this used to start over at epoch 0.
+    workdir, flags = copy_of(finished_run, tmp_path)
+    (workdir / "checkpoints" / "checkpoint").write_text("garbage {{{")
+    before = checkpoint_files(workdir)
+    result = metrix_train(tmp_path, *flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stdout and "after epoch 2" in result.stdout
+    assert "only an index" in result.stdout
+    assert checkpoint_files(workdir) == before
+    assert [h["epoch"] for h in json.loads((workdir / "history.json").read_text())] == [0, 1]
+
+
+def test_a_damaged_checkpoint_stops_with_one_message_and_overwrites_nothing(finished_run, tmp_path):
+    workdir, flags = copy_of(finished_run, tmp_path)
+    (workdir / "checkpoints" / "ckpt-2.index").write_bytes(b"garbage {{{")
+    before = checkpoint_files(workdir)
+    result = metrix_train(tmp_path, *flags)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "ckpt-2" in result.stderr and "damaged" in result.stderr and "--noresume" in result.stderr
+    assert checkpoint_files(workdir) == before
+
+
+@pytest.mark.parametrize("content", ["{not json", None])
+def test_a_damaged_config_json_is_rebuilt_from_the_checkpoint(finished_run, tmp_path, content):
+    from metrix_tf.training.trainer import _check_workdir
+
+    workdir, flags = copy_of(finished_run, tmp_path)
+    path = workdir / "config.json"
+    want = json.loads(path.read_text())
+    if content is None:
+        path.unlink()
+    else:
+        path.write_text(content)
+    settings = TrainConfig(**{**want, "workdir": str(workdir)})
+    lines = []
+    _check_workdir(settings, resume=True, log=lines.append)
+    assert len(lines) == 1 and "config.json" in lines[0]
+    assert json.loads(path.read_text())["loss"] == want["loss"]
+    # Other settings are still refused, the comparison now made with the checkpoint's copy.
+    path.unlink()
+    with pytest.raises(ValueError, match="holds a run with other settings.*loss"):
+        _check_workdir(settings.replace(loss="proxy_anchor"), resume=True, log=lines.append)
+
+
+def test_a_moved_workdir_resumes(finished_run, tmp_path):
+    workdir, flags = copy_of(finished_run, tmp_path, name="moved elsewhere")
+    result = metrix_train(tmp_path, *flags, "--data_dir=" + str(finished_run[0].parent / "data"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stdout and "after epoch 2" in result.stdout
+    assert json.loads((workdir / "config.json").read_text())["workdir"] == str(workdir)

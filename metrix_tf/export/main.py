@@ -31,8 +31,9 @@ def _define_eval_flags():
 
 
 def export_workdir(workdir, output=""):
-    """Rebuild a run's model from its config, restore its last checkpoint,
-    export it; returns the export path."""
+    """Rebuild a run's model from its config, restore its newest checkpoint
+    and the weights of its selected epoch (`--select_by`), export them;
+    returns the export path."""
     from metrix_tf.training.run_state import RunState
     from metrix_tf.training.train_config import TrainConfig
     from metrix_tf.training.trainer import CONFIG_FILE, EXPORT_DIR, build_model, load_data
@@ -44,13 +45,15 @@ def export_workdir(workdir, output=""):
     config = TrainConfig.from_json(config_path)
     splits, preprocessing = load_data(config)
     model, _ = build_model(config, preprocessing, splits.train.num_classes)
-    state = RunState(workdir, model)
+    state = RunState(workdir, model, monitor=config.selection_key())
     epochs = state.restore()
     if epochs == 0:
         raise ValueError(f"--workdir={workdir!r} has no checkpoint to export")
+    selected = state.restore_selected()
     return export_saved_model(
         model, preprocessing, output or os.path.join(workdir, EXPORT_DIR),
-        metadata={"config": json.loads(config.to_json()), "epochs": epochs},
+        metadata={"config": json.loads(config.to_json()), "epochs": epochs,
+                  "selected_epoch": selected},
     )
 
 

@@ -8,6 +8,7 @@ resolved run (what `metrix-export` rebuilds the model from).
 import dataclasses
 import json
 import os
+import re
 
 DATASETS = ("builtin", "builtin_large", "cub200", "cars196", "sop", "inshop")
 LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
@@ -63,6 +64,7 @@ class TrainConfig:
     lr_decay_factor: float = 0.1
     validation_fraction: float = 0.1
     eval_every: int = 1
+    select_by: str = "recall@1"
     recall_ks: str = ""
     seed: int = 0
     workdir: str = "metrix_run"
@@ -98,6 +100,11 @@ class TrainConfig:
         "lr_decay_factor": "Step decay factor (0, 1].",
         "validation_fraction": "Fraction of training classes held out for model selection.",
         "eval_every": "Evaluate Recall@K on the validation classes every N epochs.",
+        "select_by": (
+            "Model selection: the validation metric whose best epoch is kept, evaluated on "
+            "the test classes and exported ('recall@K' or 'map@r'; the first best epoch "
+            "wins ties), or 'last' for the last epoch."
+        ),
         "recall_ks": "Comma-separated K of Recall@K ('' : the data set's).",
         "seed": "Random seed (data order, augmentation, init, mixing).",
         "workdir": "Directory for checkpoints, logs, plots and the export.",
@@ -164,6 +171,10 @@ class TrainConfig:
 
     def ks(self):
         return _int_list("recall_ks", self.recall_ks)
+
+    def selection_key(self):
+        """The `logs` key of `select_by` (e.g. "val_recall@1"), None for "last"."""
+        return None if self.select_by == "last" else f"val_{self.select_by}"
 
     def validate(self):
         """Raise ValueError naming the flag and the bad value."""
@@ -242,6 +253,23 @@ class TrainConfig:
             )
         if not self.workdir:
             raise ValueError("--workdir must not be empty")
+        if self.select_by != "last":
+            if not re.fullmatch(r"recall@[1-9]\d*|map@r", self.select_by):
+                raise ValueError(
+                    "--select_by must be 'recall@K' (K >= 1), 'map@r' or 'last'. "
+                    f"Received: --select_by={self.select_by!r}"
+                )
+            if not self.validation_fraction:
+                raise ValueError(
+                    f"--select_by={self.select_by} selects on the validation classes: it "
+                    "needs --validation_fraction > 0 (or use --select_by=last)"
+                )
+            if self.eval_every > self.epochs:
+                raise ValueError(
+                    f"--select_by={self.select_by} needs a validated epoch: --eval_every "
+                    f"({self.eval_every}) must be <= --epochs ({self.epochs}) "
+                    "(or use --select_by=last)"
+                )
         return self
 
 

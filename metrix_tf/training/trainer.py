@@ -22,6 +22,7 @@ from metrix_tf.training import distribution
 from metrix_tf.training.run_state import RecordEpochs
 from metrix_tf.training.run_state import RunState
 from metrix_tf.training.run_state import write_atomically
+from metrix_tf.training.train_config import TrainConfig
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
@@ -134,8 +135,46 @@ def learning_rate_schedule(config):
     return schedule
 
 
-def plot_history(history, path, ks):
-    """PNG of the validation Recall@K over epochs (atomic write)."""
+def describe_selection(config, history, selected):
+    """results.json's "selection": which epoch was kept and why.
+
+    `selected` counts epochs from 1 (history.json's `"epoch"` + 1). When the
+    validation figure reached its maximum (1.0) and later epochs tie, the
+    first is kept and `saturated` says so: the validation classes no longer
+    tell the epochs apart, so consider `--select_by=map@r` or `last`.
+    """
+    key = config.selection_key()
+    entry = next((h for h in history if h["epoch"] == selected - 1), {})
+    value = entry.get(key) if key else None
+    saturated = bool(
+        key and value is not None and value >= 1.0
+        and sum(h.get(key) == value for h in history) > 1
+    )
+    if key is None:
+        text = f"Selected the last epoch ({selected}) (--select_by=last)."
+    else:
+        text = (
+            f"Selected epoch {selected} of {len(history)}: best validation "
+            f"{config.select_by} {value if value is None else round(value, 4)}"
+            " (the test figures below are of this epoch's weights)."
+        )
+        if saturated:
+            text += (
+                f" Validation {config.select_by} saturated at {value}: the first "
+                "epoch that reached it is kept; --select_by=map@r tells them apart."
+            )
+    return {
+        "select_by": config.select_by,
+        "epoch": selected,
+        "validation": value,
+        "saturated": saturated,
+        "text": text,
+    }
+
+
+def plot_history(history, path, ks, selected=None):
+    """PNG of the validation Recall@K over epochs, the selected epoch marked
+    (atomic write)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,6 +185,8 @@ def plot_history(history, path, ks):
         points = [(h["epoch"] + 1, h[f"val_recall@{k}"]) for h in history if f"val_recall@{k}" in h]
         if points:
             axis.plot(*zip(*points), marker="o", label=f"Recall@{k}")
+    if selected:
+        axis.axvline(selected, color="gray", linestyle="--", label=f"selected (epoch {selected})")
     axis.set_xlabel("epoch")
     axis.set_ylabel("validation Recall@K")
     axis.set_title("Recall@K on held-out training classes")
@@ -165,23 +206,62 @@ def format_results(before, after, ks):
     return "\n".join(lines)
 
 
-def _check_workdir(config, resume):
-    os.makedirs(config.workdir, exist_ok=True)
+# Settings that do not define the run: where it lives (a moved workdir or
+# data set, another machine's mount), how long it goes, and what the
+# checkpoints do not depend on (the tf.distribute strategy).
+WHERE_AND_HOW_LONG = {"workdir", "data_dir", "epochs", "resume", "export", "distribution"}
+
+
+def _previous_settings(config, log):
+    """The settings a workdir's run was started with: config.json, else the
+    copy in its newest checkpoint (config.json damaged or missing); None
+    for a fresh workdir."""
+    from metrix_tf.training import run_state
+
     path = os.path.join(config.workdir, CONFIG_FILE)
-    if resume and os.path.exists(path):
-        with open(path) as f:
-            previous = json.load(f)
-        # Checkpoints do not depend on these (nor on the tf.distribute strategy).
-        ignored = {"epochs", "resume", "export", "distribution"}
+    text = None
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                text = f.read()
+            previous = json.loads(text)
+            if not isinstance(previous, dict):
+                raise ValueError("not a JSON object")
+            return previous
+        except (ValueError, OSError) as error:
+            damage = f"{path!r} is damaged ({error})"
+    else:
+        damage = f"{path!r} is missing"
+    stored = run_state.stored_config(config.workdir)
+    if stored is None:
+        if run_state.checkpoint_numbers(os.path.join(config.workdir, run_state.CHECKPOINT_DIR)):
+            raise ValueError(
+                f"{damage}, and the workdir's checkpoints do not record the run's "
+                "settings (they predate it, or the newest is damaged): restore "
+                f"{CONFIG_FILE}, or start over with --noresume"
+            )
+        return None
+    log(f"{damage}: comparing with the settings in the newest checkpoint, and rewriting it")
+    return json.loads(stored)
+
+
+def _check_workdir(config, resume, log=print):
+    os.makedirs(config.workdir, exist_ok=True)
+    previous = _previous_settings(config, log) if resume else None
+    if previous is not None:
+        defaults = json.loads(TrainConfig().to_json())
         current = json.loads(config.to_json())
-        changed = sorted(k for k in current if k not in ignored and previous.get(k) != current[k])
+        changed = sorted(
+            k for k in current
+            if k not in WHERE_AND_HOW_LONG and previous.get(k, defaults[k]) != current[k]
+        )
         if changed:
             raise ValueError(
                 f"--workdir={config.workdir!r} holds a run with other settings "
-                f"({', '.join(f'{k}: {previous.get(k)!r} -> {current[k]!r}' for k in changed)}); "
+                f"({', '.join(f'{k}: {previous.get(k, defaults[k])!r} -> {current[k]!r}' for k in changed)}); "
                 "use another --workdir, or --noresume to start over there"
             )
-    write_atomically(path, config.to_json())
+    write_atomically(os.path.join(config.workdir, CONFIG_FILE), config.to_json())
 
 
 def train(config, verbose="auto", log=print):
@@ -196,7 +276,7 @@ def train(config, verbose="auto", log=print):
     strategy = distribution.make_strategy(config.distribution)
     keras.utils.set_random_seed(config.seed)
     if distribution.is_chief(strategy):
-        _check_workdir(config, config.resume)
+        _check_workdir(config, config.resume, log)
     workdir = distribution.write_dir(config.workdir, strategy, config.resume)
     try:
         return _train(config, strategy, workdir, verbose, log)
@@ -213,7 +293,9 @@ def _train(config, strategy, workdir, verbose, log):
     with strategy.scope():
         model, loss = build_model(config, preprocessing, splits.train.num_classes)
     distribution.fix_multi_worker_fit(model)
-    state = RunState(workdir, model)
+    state = RunState(
+        workdir, model, monitor=config.selection_key(), config_json=config.to_json(), log=log
+    )
     if config.resume:
         initial_epoch = state.restore()
     else:
@@ -254,6 +336,12 @@ def _train(config, strategy, workdir, verbose, log):
     callbacks = []
     if splits.val is not None:
         val_ks = [k for k in ks if k < splits.val.num_examples]
+        if config.select_by.startswith("recall@") and int(config.select_by[7:]) not in val_ks:
+            raise ValueError(
+                f"--select_by={config.select_by}: the validation classes are evaluated "
+                f"at Recall@K for K in {val_ks} (--recall_ks, at most the validation "
+                f"images - 1 = {splits.val.num_examples - 1})"
+            )
         callbacks.append(
             RecallAtK(
                 distribution.distribute_by_data(
@@ -278,20 +366,25 @@ def _train(config, strategy, workdir, verbose, log):
             verbose=verbose,
             shuffle=False,  # the pipelines shuffle, seeded and resumable
         )
-    plot_history(state.history, os.path.join(workdir, PLOT_FILE), ks)
+    selected = state.restore_selected()
+    selection = describe_selection(config, state.history, selected)
+    plot_history(state.history, os.path.join(workdir, PLOT_FILE), ks, selected)
     after = evaluate_model(model, splits, preprocessing, ks, seed=config.seed)
     results = {
         "untrained": before,
         "trained": after,
         "epochs": config.epochs,
+        "selected_epoch": selected,
+        "selection": selection,
         "seconds_this_session": time.time() - started,
     }
     write_atomically(os.path.join(workdir, RESULTS_FILE), json.dumps(results, indent=2))
+    log(selection["text"])
     log(format_results(before, after, ks))
     if config.export:
         path = export_saved_model(
             model, preprocessing, os.path.join(workdir, EXPORT_DIR),
-            metadata={"config": json.loads(config.to_json())},
+            metadata={"config": json.loads(config.to_json()), "selected_epoch": selected},
         )
         log(f"SavedModel (embedding network only, serving_default): {path}")
     return results

@@ -1,0 +1,186 @@
+"""RunState: every way a workdir can be damaged has one outcome, and model
+selection (the best validation epoch) survives a resume."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from metrix_tf.training.run_state import RunState
+
+MONITOR = "val_recall@1"
+
+
+def tiny_model():
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def set_weights_to(model, value):
+    for w in model.weights:
+        w.assign(np.full(w.shape, value, "float32"))
+
+
+def state_of(workdir, monitor=MONITOR, logged=None):
+    sink = logged.append if logged is not None else (lambda *a: None)
+    return RunState(str(workdir), tiny_model(), monitor=monitor, config_json='{"x": 1}', log=sink)
+
+
+def train(workdir, values, start=0):
+    """Epoch e leaves every weight at e + 1 and logs values[e]."""
+    state = state_of(workdir)
+    assert state.restore() == start
+    for epoch in range(start, len(values)):
+        set_weights_to(state.model, epoch + 1)
+        state.record_epoch(epoch, {"loss": 1.0 / (epoch + 1), MONITOR: values[epoch]})
+    return state
+
+
+def files(workdir):
+    directory = workdir / "checkpoints"
+    return {p: (directory / p).read_bytes() for p in sorted(os.listdir(directory))}
+
+
+def weight_value(model):
+    return float(model.weights[0].numpy().flat[0])
+
+
+def test_selects_the_first_best_epoch_and_keeps_it_across_a_resume(tmp_path):
+    train(tmp_path, [0.5, 0.9, 0.7])
+    # A new process: the best epoch so far is part of the run's state.
+    state = train(tmp_path, [0.5, 0.9, 0.7, 0.9, 0.8], start=3)
+    assert state.selected_epoch() == 2 and state.selected_value() == 0.9
+    assert weight_value(state.model) == 5.0  # the last epoch's weights ...
+    assert state.restore_selected() == 2
+    assert weight_value(state.model) == 2.0  # ... and then the selected ones
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert [h[MONITOR] for h in history] == [0.5, 0.9, 0.7, 0.9, 0.8]
+
+
+def test_selection_of_the_last_epoch(tmp_path):
+    state = state_of(tmp_path, monitor=None)
+    state.restore()
+    for epoch, value in enumerate([0.9, 0.1]):
+        set_weights_to(state.model, epoch + 1)
+        state.record_epoch(epoch, {MONITOR: value})
+    assert state.restore_selected() == 2 and weight_value(state.model) == 2.0
+    assert not [f for f in os.listdir(tmp_path / "checkpoints") if f.startswith("best-")]
+
+
+def test_checkpoints_are_written_under_a_temporary_name_and_pruned(tmp_path):
+    train(tmp_path, [0.1, 0.2, 0.3, 0.25])
+    names = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert not [n for n in names if n.startswith(".tmp-")]
+    assert {n.split(".")[0] for n in names} == {"ckpt-3", "ckpt-4", "best-2", "best-3", "checkpoint"}
+
+
+@pytest.mark.parametrize("content", [b"garbage {{{", b"", None, b'model_checkpoint_path: "ckpt-1"\n'])
+def test_a_damaged_state_file_is_only_an_index(tmp_path, content):
+    train(tmp_path, [0.5, 0.9, 0.7])
+    path = tmp_path / "checkpoints" / "checkpoint"
+    if content is None:
+        path.unlink()
+    else:
+        path.write_bytes(content)
+    logged = []
+    state = state_of(tmp_path, logged=logged)
+    assert state.restore() == 3
+    assert weight_value(state.model) == 3.0 and state.selected_epoch() == 2
+    assert len(logged) == 1 and "ckpt-3" in logged[0]
+    assert 'model_checkpoint_path: "ckpt-3"' in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["index_garbage", "index_empty", "data_truncated", "data_flipped", "data_missing"],
+)
+def test_a_damaged_newest_checkpoint_stops_with_the_file_and_the_way_out(tmp_path, damage):
+    train(tmp_path, [0.5, 0.9, 0.7])
+    directory = tmp_path / "checkpoints"
+    index, data = directory / "ckpt-3.index", directory / "ckpt-3.data-00000-of-00001"
+    if damage == "index_garbage":
+        index.write_bytes(b"garbage {{{" * 10)
+    elif damage == "index_empty":
+        index.write_bytes(b"")
+    elif damage == "data_truncated":
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    elif damage == "data_flipped":
+        raw = bytearray(data.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        data.write_bytes(bytes(raw))
+    else:
+        data.unlink()
+    before = files(tmp_path)
+    with pytest.raises(ValueError) as info:
+        state_of(tmp_path).restore()
+    message = str(info.value)
+    assert "ckpt-3" in message and "damaged" in message
+    assert "ckpt-2" in message and "--noresume" in message
+    assert files(tmp_path) == before  # nothing overwritten
+    # The way out it names works: without ckpt-3 the run resumes after epoch 2.
+    for name in list(before):
+        if name.startswith("ckpt-3."):
+            (directory / name).unlink()
+    state = state_of(tmp_path)
+    assert state.restore() == 2 and weight_value(state.model) == 2.0
+
+
+def test_an_interrupted_write_resumes_from_the_previous_checkpoint(tmp_path):
+    # The .index is renamed in last: without it the checkpoint was never complete.
+    train(tmp_path, [0.5, 0.9, 0.7])
+    (tmp_path / "checkpoints" / "ckpt-3.index").unlink()
+    state = state_of(tmp_path)
+    assert state.restore() == 2
+    assert [h["epoch"] for h in state.history] == [0, 1]
+
+
+@pytest.mark.parametrize("content", ["[{]", "", '{"epoch": 1}', None])
+def test_a_damaged_history_is_rewritten_from_the_checkpoint(tmp_path, content):
+    train(tmp_path, [0.5, 0.9, 0.7])
+    path = tmp_path / "history.json"
+    want = json.loads(path.read_text())
+    if content is None:
+        path.unlink()
+    else:
+        path.write_text(content)
+    logged = []
+    state = state_of(tmp_path, logged=logged)
+    assert state.restore() == 3
+    assert state.history == want and json.loads(path.read_text()) == want
+    assert len(logged) == 1 and "history.json" in logged[0]
+
+
+def test_history_past_the_checkpoint_is_dropped_silently(tmp_path):
+    train(tmp_path, [0.5, 0.9, 0.7])
+    path = tmp_path / "history.json"
+    history = json.loads(path.read_text())
+    path.write_text(json.dumps(history + [{"epoch": 3, "loss": 0.1}]))  # killed before ckpt-4
+    logged = []
+    state = state_of(tmp_path, logged=logged)
+    assert state.restore() == 3 and not logged
+    assert json.loads(path.read_text()) == history
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_damaged_selected_weights_stop_with_their_name(tmp_path, damage):
+    train(tmp_path, [0.5, 0.9, 0.7])
+    data = tmp_path / "checkpoints" / "best-2.data-00000-of-00001"
+    if damage == "missing":
+        data.unlink()
+    else:
+        data.write_bytes(data.read_bytes()[:10])
+    with pytest.raises(ValueError, match="best-2.*damaged.*--noresume"):
+        state_of(tmp_path).restore()
+
+
+def test_clear_forgets_everything(tmp_path):
+    train(tmp_path, [0.5, 0.9, 0.7])
+    state = state_of(tmp_path)
+    state.clear()
+    assert os.listdir(tmp_path / "checkpoints") == []
+    assert not (tmp_path / "history.json").exists()
+    assert state_of(tmp_path).restore() == 0
