@@ -184,3 +184,22 @@ def test_clear_forgets_everything(tmp_path):
     assert os.listdir(tmp_path / "checkpoints") == []
     assert not (tmp_path / "history.json").exists()
     assert state_of(tmp_path).restore() == 0
+
+
+def test_a_checkpoint_written_before_the_run_state_still_resumes(tmp_path):
+    import tensorflow as tf
+
+    model = tiny_model()
+    set_weights_to(model, 7.0)
+    done = tf.Variable(2, dtype=tf.int64)
+    old = tf.train.CheckpointManager(
+        tf.train.Checkpoint(model=model, optimizer=model.optimizer, epochs_done=done),
+        str(tmp_path / "checkpoints"), max_to_keep=2,
+    )
+    old.save(checkpoint_number=2)
+    history = [{"epoch": 0, "loss": 1.0}, {"epoch": 1, "loss": 0.5}, {"epoch": 2, "loss": 0.4}]
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    state = state_of(tmp_path, monitor=None)
+    assert state.restore() == 2
+    assert weight_value(state.model) == 7.0 and state.history == history[:2]
+    assert state.restore_selected() == 2

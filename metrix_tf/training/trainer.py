@@ -212,6 +212,11 @@ def format_results(before, after, ks):
 WHERE_AND_HOW_LONG = {"workdir", "data_dir", "epochs", "resume", "export", "distribution"}
 
 
+# What a run recorded before these settings existed did: a config.json
+# without "select_by" is a run that kept its last epoch.
+BEFORE_THEY_EXISTED = {"select_by": "last"}
+
+
 def _previous_settings(config, log):
     """The settings a workdir's run was started with: config.json, else the
     copy in its newest checkpoint (config.json damaged or missing); None
@@ -249,7 +254,8 @@ def _check_workdir(config, resume, log=print):
     os.makedirs(config.workdir, exist_ok=True)
     previous = _previous_settings(config, log) if resume else None
     if previous is not None:
-        defaults = json.loads(TrainConfig().to_json())
+        defaults = json.loads(TrainConfig.for_dataset(previous.get("dataset", config.dataset)).to_json())
+        defaults.update(BEFORE_THEY_EXISTED)
         current = json.loads(config.to_json())
         changed = sorted(
             k for k in current
