@@ -12,16 +12,21 @@ Each cell is one `metrix-train --dataset=D --loss=L --metrix_level=V
 flags of a variant) in its own workdir `ROOT/D/L/V[-TAG]/seedS`. The same
 seed gives baseline and Metrix the same training classes, validation classes,
 initialisation and data order, so the difference of a seed is paired. A
-finished run (results.json present) is reused and an unfinished one resumes
-from its checkpoint: the study can be stopped and continued at any time.
-Runs go one at a time, in the order datasets > seeds > losses > levels.
+finished run is reused and an unfinished one resumes from its checkpoint:
+the study can be stopped and continued at any time. Runs go one at a time,
+in the order datasets > seeds > losses > levels.
+
+The figures of every finished cell (results.json, history.json, minutes;
+a few KB) are copied to `--results` (default benchmarks/results/quality_study,
+kept in git), from which the report is made and which also counts as
+finished: a fresh clone continues the study where the last one stopped.
 
 Prints a markdown table per data set: mean +- std over the seeds of the
 unseen-class Recall@1/2/4/8, MAP@R, utilization (without / with mixes),
 the training classes' Recall@1, the validation figures of the last epoch,
 and minutes per run; then the paired difference Metrix - baseline of
-Recall@1 per seed. Writes the tables to `ROOT/study.md` and a PNG of
-Recall@1 per configuration with error bars to `ROOT/recall_at_1.png`.
+Recall@1 per seed. Writes the tables to `RESULTS/study.md` and a PNG of
+Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png`.
 The test classes are evaluated once per run, after training; choices
 between variants are to be made on the validation columns.
 """
@@ -30,6 +35,7 @@ import argparse
 import importlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -76,6 +82,20 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     if code:
         log(f"FAILED (exit {code}): see {os.path.join(workdir, 'study.log')}")
     return code == 0
+
+
+CELL_FILES = ("results.json", "history.json", TIMES_FILE)
+
+
+def archive(root, results):
+    """Copies the figures of every finished cell under `root` to `results`."""
+    for directory, _, files in os.walk(root):
+        if "results.json" in files:
+            target = os.path.join(results, os.path.relpath(directory, root))
+            os.makedirs(target, exist_ok=True)
+            for name in CELL_FILES:
+                if name in files:
+                    shutil.copyfile(os.path.join(directory, name), os.path.join(target, name))
 
 
 def _read_json(path, default=None):
@@ -188,7 +208,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__)
-    parser.add_argument("--root", default="runs/quality", help="where the runs live")
+    parser.add_argument("--root", default="runs/quality",
+                        help="where the runs (checkpoints, logs) live")
+    parser.add_argument("--results", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", "quality_study"),
+                        help="where the finished cells' figures and the report are kept")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS)
@@ -209,22 +233,25 @@ def main():
                 for loss in args.losses:
                     for level in args.levels:
                         tag = args.tag if level != "none" or args.set else ""
-                        workdir = cell_dir(args.root, dataset, loss, level, tag, seed)
-                        if read_cell(workdir) is None:
-                            run_cell(workdir, dataset, loss, level, seed, args.set, log)
+                        cell = (dataset, loss, level, tag, seed)
+                        if read_cell(cell_dir(args.results, *cell)) is None:
+                            run_cell(cell_dir(args.root, *cell), dataset, loss, level, seed,
+                                     args.set, log)
+                            archive(args.root, args.results)
+    archive(args.root, args.results)
     configs = [(level, "") for level in LEVELS]
     tags = args.report_tags
     if tags is None:
         tags = sorted({name.split("-", 1)[1]
                        for dataset in args.datasets for loss in args.losses
-                       for name in _listdir(os.path.join(args.root, dataset, loss)) if "-" in name})
+                       for name in _listdir(os.path.join(args.results, dataset, loss)) if "-" in name})
     configs += [(level, tag) for tag in tags for level in LEVELS]
-    text, plot = report(args.root, args.datasets, args.losses, configs, args.seeds)
+    text, plot = report(args.results, args.datasets, args.losses, configs, args.seeds)
     print(text)
-    os.makedirs(args.root, exist_ok=True)
-    with open(os.path.join(args.root, "study.md"), "w") as f:
+    os.makedirs(args.results, exist_ok=True)
+    with open(os.path.join(args.results, "study.md"), "w") as f:
         f.write(text)
-    write_plot(plot, os.path.join(args.root, "recall_at_1.png"))
+    write_plot(plot, os.path.join(args.results, "recall_at_1.png"))
 
 
 def _listdir(path):
