@@ -32,7 +32,6 @@ between variants are to be made on the validation columns.
 """
 
 import argparse
-import importlib
 import json
 import os
 import shutil
@@ -41,9 +40,6 @@ import sys
 import time
 
 import numpy as np
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
-from metrix_tf.training import train_config  # noqa: E402
 
 DATASETS = ("builtin_large", "builtin")
 LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
@@ -62,12 +58,7 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
         sys.executable, "-m", "metrix_tf.training.main",
         f"--dataset={dataset}", f"--loss={loss}", f"--metrix_level={level}",
         f"--seed={seed}", f"--workdir={workdir}", "--noexport",
-    ]
-    if "select_by" in importlib.reload(train_config).TrainConfig.field_names():
-        # The recipe's epoch count is chosen on the validation classes; every
-        # cell is scored at its last epoch, the same rule for all.
-        command.append("--select_by=last")
-    command += [f"--{s}" for s in settings]
+    ] + [f"--{s}" for s in settings]
     os.makedirs(workdir, exist_ok=True)
     log(f"running: {' '.join(command[2:])}")
     start = time.time()

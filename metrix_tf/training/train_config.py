@@ -29,6 +29,9 @@ RECIPES = {
         "validation_fraction": 0.2,
         "epochs": 30,
         "lr_decay_epochs": "20",
+        # Validation Recall@1 of its 115 classes sits at 0.94-0.96 and
+        # picks among near-ties; the decayed last epoch is the stable one.
+        "select_by": "last",
     },
 }
 
