@@ -20,11 +20,7 @@ import numpy as np  # noqa: E402
 
 import metrix_tf  # noqa: E402
 
-LOSSES = {
-    "contrastive": lambda m: metrix_tf.losses.ContrastiveLoss(metrix=m),
-    "multi_similarity": lambda m: metrix_tf.losses.MultiSimilarityLoss(metrix=m),
-    "proxy_anchor": lambda m: metrix_tf.losses.ProxyAnchorLoss(64, 128, metrix=m),
-}
+LOSSES = metrix_tf.losses.registry.loss_names()
 
 
 def build(level, loss_name, image_size, strategy):
@@ -40,7 +36,10 @@ def build(level, loss_name, image_size, strategy):
         metrix=metrix,
         input_shape=(image_size, image_size, 3),
     )
-    model.compile(keras.optimizers.Adam(1e-4), loss=LOSSES[loss_name](metrix))
+    loss = metrix_tf.losses.registry.get(loss_name).make(
+        metrix=metrix, num_classes=64, embedding_dim=128
+    )
+    model.compile(keras.optimizers.Adam(1e-4), loss=loss)
     return model
 
 

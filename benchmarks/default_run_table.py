@@ -17,7 +17,9 @@ import sys
 
 import numpy as np
 
-LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
+from metrix_tf.losses import registry
+
+LOSSES = registry.loss_names()
 LEVELS = ("none", "feature")
 METRICS = ("recall@1", "recall@2", "recall@4", "recall@8", "utilization", "utilization_with_mixes")
 

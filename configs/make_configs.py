@@ -15,6 +15,9 @@ and lr 1e-4.
 import json
 import os
 
+from metrix_tf.losses import registry
+from metrix_tf.mixing.metrix import LEVELS as METRIX_LEVELS
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATASETS = {
     "cub200": {"images_per_class": 0},
@@ -22,8 +25,8 @@ DATASETS = {
     "sop": {"images_per_class": 5},
     "inshop": {"images_per_class": 5},
 }
-LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
-LEVELS = ("none", "input", "feature", "embedding")
+LOSSES = registry.loss_names()
+LEVELS = ("none",) + METRIX_LEVELS
 
 
 def recipe(dataset, loss, level):

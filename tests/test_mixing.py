@@ -79,10 +79,10 @@ def test_mix_embeddings_is_normalised_mix_with_fixed_lambda():
     e = x / np.linalg.norm(x, axis=1, keepdims=True)
     pairs = select_mix_pairs(tf.constant(labels))
     want = 0.3 * e[pairs.source_a.numpy()] + 0.7 * e[pairs.source_b.numpy()]
-    np.testing.assert_allclose(batch[mb.MIXED_EMBEDDINGS].numpy(), want, atol=1e-12)
-    np.testing.assert_array_equal(batch[mb.MIX_LABELS_A].numpy(), labels[pairs.source_a.numpy()])
-    np.testing.assert_array_equal(batch[mb.MIX_LABELS_B].numpy(), labels[pairs.source_b.numpy()])
-    np.testing.assert_allclose(batch[mb.MIX_LAMBDA].numpy(), 0.3)
+    np.testing.assert_allclose(batch.mixed_embeddings.numpy(), want, atol=1e-12)
+    np.testing.assert_array_equal(batch.labels_a.numpy(), labels[pairs.source_a.numpy()])
+    np.testing.assert_array_equal(batch.labels_b.numpy(), labels[pairs.source_b.numpy()])
+    np.testing.assert_allclose(batch.lam.numpy(), 0.3)
 
 
 def test_sampled_lambda_follows_beta_and_random_strategy_flips():

@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 
 import metrix_tf
-from metrix_tf.mixing import mixed_batch as mb
 from metrix_tf.mixing.pair_selection import cap_mixes
 from metrix_tf.mixing.pair_selection import select_hardest_negative_pairs
 from metrix_tf.mixing.pair_selection import select_mix_pairs
@@ -142,11 +141,11 @@ def test_mixed_embeddings_carry_gradient_to_the_backbone(level):
     model = tiny_model(metrix_tf.Metrix(level=level, lam=0.4, strategy="positive_negative"))
     with tf.GradientTape() as tape:
         out = model(x[:24], training=True, labels=y[:24])
-        target = tf.reduce_sum(out[mb.MIXED_EMBEDDINGS] * tf.random.normal(out[mb.MIXED_EMBEDDINGS].shape))
+        target = tf.reduce_sum(out.mixed_embeddings * tf.random.normal(out.mixed_embeddings.shape))
     grads = tape.gradient(target, model.backbone.trainable_variables)
     assert all(g is not None for g in grads)
     assert sum(float(tf.reduce_sum(tf.abs(g))) for g in grads) > 0
-    assert out[mb.MIXED_EMBEDDINGS].shape[0] > 0
+    assert out.mixed_embeddings.shape[0] > 0
 
 
 @pytest.mark.parametrize("level", ["input", "feature", "embedding"])
@@ -169,7 +168,7 @@ def test_a_step_without_mixes_skips_the_mixed_pass():
     metrix = metrix_tf.Metrix(level="input", strategy="anchor_negative")
     model = tiny_model(metrix)
     out = model(x[:24], training=True, labels=y[:24])
-    assert out[mb.MIXED_EMBEDDINGS].shape[0] == 0
+    assert out.mixed_embeddings.shape[0] == 0
     model.compile(keras.optimizers.Adam(1e-3), loss=metrix_tf.losses.ContrastiveLoss(metrix=metrix))
     history = model.fit(x, y, batch_size=24, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])

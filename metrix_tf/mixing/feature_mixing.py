@@ -2,8 +2,11 @@
 
 import keras
 
+from metrix_tf.mixing.mixed_batch import make_mixed_batch
 from metrix_tf.mixing.mixing_layer import MixingLayer
 from metrix_tf.mixing.pair_selection import select_mix_pairs
+from metrix_tf.ops.cross_replica import gather
+from metrix_tf.ops.cross_replica import my_share
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -45,3 +48,12 @@ class FeatureMixing(MixingLayer):
 
     def select(self, labels, embeddings, strategies):
         return select_mix_pairs(labels, *strategies)
+
+    def mixed_batch(self, backbone, head, inputs, labels, training):
+        # One backbone pass; the mixed maps go through the head only.
+        all_labels = gather(labels)
+        features = backbone(inputs, training=training)
+        clean = head(features)
+        mixed, pairs, lam = self(gather(features), all_labels, training=training)
+        mixed_embeddings = gather(head(my_share(mixed)))
+        return make_mixed_batch(all_labels, clean, mixed_embeddings, pairs, lam)

@@ -3,8 +3,11 @@
 import keras
 import tensorflow as tf
 
+from metrix_tf.mixing.mixed_batch import make_mixed_batch
 from metrix_tf.mixing.mixing_layer import MixingLayer
 from metrix_tf.mixing.pair_selection import select_hardest_negative_pairs
+from metrix_tf.ops.cross_replica import gather
+from metrix_tf.ops.cross_replica import my_share
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -56,3 +59,23 @@ class InputMixing(MixingLayer):
         normalised = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
         similarity = tf.matmul(normalised, normalised, transpose_b=True)
         return select_hardest_negative_pairs(labels, similarity, *strategies)
+
+    def mixed_batch(self, backbone, head, inputs, labels, training):
+        # A clean pass finds the hardest negatives; the mixed images (at
+        # most `max_mixes`) go through the whole network.
+        all_labels = gather(labels)
+        clean = head(backbone(inputs, training=training))
+        mixed, pairs, lam = self(
+            gather(inputs), all_labels, embeddings=gather(clean), training=training
+        )
+        mine = my_share(mixed)
+        # No mixes here this step (e.g. the anchor-negative strategy on a
+        # batch where every anchor has a positive): skip the pass. An empty
+        # batch would put NaN into BatchNormalization's moving statistics
+        # (and oneDNN's convolutions reject it).
+        mixed_embeddings = tf.cond(
+            tf.shape(mine)[0] > 0,
+            lambda: head(backbone(mine, training=training)),
+            lambda: tf.zeros([0, head.embedding_dim], clean.dtype),
+        )
+        return make_mixed_batch(all_labels, clean, gather(mixed_embeddings), pairs, lam)

@@ -10,8 +10,32 @@ LEVELS = ("input", "feature", "embedding")
 STRATEGIES = ("positive_negative", "anchor_negative", "random", "both")
 SCORINGS = ("per_anchor", "all_pairs")
 # The two pair-selection strategies that produce mixes; "random" and "both"
-# choose among them. Their index is the strategy id carried by every mix.
+# choose among them. Every mix carries the id of the one that made it.
 MIX_STRATEGIES = ("positive_negative", "anchor_negative")
+
+
+def strategy_id(name):
+    """The int id a mix carries for one of `MIX_STRATEGIES`."""
+    if name not in MIX_STRATEGIES:
+        raise ValueError(
+            f"A mix is made by one of {MIX_STRATEGIES}. Received: {name!r}"
+        )
+    return MIX_STRATEGIES.index(name)
+
+
+def check_metrix(metrix):
+    """A `Metrix`, or None; a serialised config dict is rebuilt."""
+    if isinstance(metrix, dict):
+        if "config" in metrix:
+            metrix = keras.saving.deserialize_keras_object(metrix)
+        else:
+            metrix = Metrix.from_config(metrix)
+    if metrix is not None and not isinstance(metrix, Metrix):
+        raise TypeError(
+            "Argument `metrix` must be a `metrix_tf.Metrix` or None. "
+            f"Received: metrix={metrix!r}"
+        )
+    return metrix
 
 
 def _check_weight(name, value):
@@ -159,6 +183,30 @@ class Metrix:
         self.lam = lam
         self.seed = seed
         self._seed_generator = None
+
+    @property
+    def mixes_in_loss(self):
+        """The loss makes the mixes (embedding level); else the model does."""
+        return self.level == "embedding"
+
+    def mixing_layer(self, max_mixes=None):
+        """The model's mixing layer for this level, or None (embedding level).
+
+        Args:
+            max_mixes: int > 0 or None, the most mixes per step.
+        """
+        if self.mixes_in_loss:
+            return None
+        from metrix_tf.mixing.feature_mixing import FeatureMixing
+        from metrix_tf.mixing.input_mixing import InputMixing
+
+        layer = {"feature": FeatureMixing, "input": InputMixing}[self.level]
+        return layer(self, max_mixes, name=f"{self.level}_mixing")
+
+    def scored_strategies(self):
+        """The strategies whose mixes the loss scores, each with its weight."""
+        names = [self.strategy] if self.strategy in MIX_STRATEGIES else MIX_STRATEGIES
+        return [(name, self.weight_for(name)) for name in names]
 
     def weight_for(self, strategy):
         """The weight of the mixed loss of one pair-selection strategy."""

@@ -50,6 +50,24 @@ class MixingLayer(keras.layers.Layer):
         """The `MixPairs` of this step (implemented by subclasses)."""
         raise NotImplementedError
 
+    def mixed_batch(self, backbone, head, inputs, labels, training):
+        """The `MixedBatch` of a training step of `head(backbone(inputs))`.
+
+        Pairs are drawn from the global batch under tf.distribute: the
+        mixing runs on the gathered batch, each replica embeds its share of
+        the mixes, and the mixed embeddings are gathered back (the loss
+        gathers the clean ones). On one device these are all identities.
+        Implemented by subclasses, each for its level.
+
+        Args:
+            backbone: callable, images to features.
+            head: the `EmbeddingHead`, features to embeddings.
+            inputs: this replica's images `(B, ...)`.
+            labels: int32 `(B,)`.
+            training: bool.
+        """
+        raise NotImplementedError
+
     def call(self, inputs, labels, embeddings=None, training=None):
         """Mix `inputs` for the pairs selected from `labels`.
 

@@ -5,6 +5,7 @@ import collections
 import keras
 import tensorflow as tf
 
+from metrix_tf.mixing.metrix import strategy_id
 from metrix_tf.ops.cross_replica import same_on_every_replica
 
 MixPairs = collections.namedtuple(
@@ -16,8 +17,8 @@ MixPairs.__doc__ = """Index form of a set of mixes of one batch.
 Fields (all int32):
     source_a: `(V,)` batch index of each mix's first source (weight lam).
     source_b: `(V,)` batch index of each mix's second source (weight 1-lam).
-    strategy: `(V,)` index into `MIX_STRATEGIES` of the strategy that made
-        the mix (0: positive_negative, 1: anchor_negative).
+    strategy: `(V,)` the id (`metrix_tf.mixing.metrix.strategy_id`) of the
+        strategy that made the mix.
     entry_anchor, entry_mix: `(P,)` the per-anchor scoring entries: mix
         `entry_mix[k]` is scored for the batch anchor `entry_anchor[k]`.
 """
@@ -32,6 +33,17 @@ def _pair_masks(labels):
     not_self = tf.not_equal(tf.range(b)[:, None], tf.range(b)[None, :])
     positive = tf.logical_and(same, not_self)
     return positive, tf.logical_not(same), tf.reduce_any(positive, axis=1)
+
+
+def _strategy_ids(num_positive_negative, num_anchor_negative):
+    """The strategy ids of positive-negative mixes followed by anchor-negative ones."""
+    return tf.concat(
+        [
+            tf.fill([num_positive_negative], strategy_id("positive_negative")),
+            tf.fill([num_anchor_negative], strategy_id("anchor_negative")),
+        ],
+        0,
+    )
 
 
 def select_mix_pairs(
@@ -75,9 +87,7 @@ def select_mix_pairs(
     return MixPairs(
         source_a=tf.concat([pn_pairs[:, 0], an_pairs[:, 0]], 0),
         source_b=tf.concat([pn_pairs[:, 1], an_pairs[:, 1]], 0),
-        strategy=tf.concat(
-            [tf.zeros([num_pn], tf.int32), tf.ones([num_an], tf.int32)], 0
-        ),
+        strategy=_strategy_ids(num_pn, num_an),
         entry_anchor=tf.concat([pn_entries[:, 0], an_pairs[:, 0]], 0),
         entry_mix=tf.concat([pn_entries[:, 1], an_mix_index], 0),
     )
@@ -124,9 +134,7 @@ def select_hardest_negative_pairs(
     return MixPairs(
         source_a=tf.concat([anchor_positive[:, 1], an_anchor], 0),
         source_b=tf.gather(hardest, anchors),
-        strategy=tf.concat(
-            [tf.zeros([num_pn], tf.int32), tf.ones([num_an], tf.int32)], 0
-        ),
+        strategy=_strategy_ids(num_pn, num_an),
         entry_anchor=anchors,
         entry_mix=tf.range(num_pn + num_an),
     )

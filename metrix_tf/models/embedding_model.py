@@ -3,28 +3,11 @@
 import keras
 import tensorflow as tf
 
-from metrix_tf.losses.metric_loss import check_metrix
-from metrix_tf.mixing.feature_mixing import FeatureMixing
-from metrix_tf.mixing.input_mixing import InputMixing
-from metrix_tf.mixing.mixed_batch import make_mixed_batch
+from metrix_tf.mixing.metrix import check_metrix
 from metrix_tf.models.backbones import freeze_batchnorm as _freeze_batchnorm
 from metrix_tf.models.backbones import resnet50_backbone
 from metrix_tf.models.embedding_head import EmbeddingHead
 from metrix_tf.models.metric_model import MetricModel
-from metrix_tf.ops.cross_replica import gather
-from metrix_tf.ops.cross_replica import replica_context
-
-
-def _my_slice(mixes):
-    """This replica's contiguous share of the (global) mixes."""
-    context = replica_context()
-    if context is None:
-        return mixes
-    count = tf.shape(mixes)[0]
-    replicas = context.num_replicas_in_sync
-    chunk = (count + replicas - 1) // replicas
-    start = tf.minimum(tf.cast(context.replica_id_in_sync_group, tf.int32) * chunk, count)
-    return mixes[start : tf.minimum(start + chunk, count)]
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -105,13 +88,9 @@ class EmbeddingModel(MetricModel):
         self.freeze_batchnorm = bool(freeze_batchnorm)
         self.backbone = _freeze_batchnorm(backbone) if freeze_batchnorm else backbone
         self.head = EmbeddingHead(embedding_dim, name="head")
-        level = None if self.metrix is None else self.metrix.level
-        if level == "feature":
-            self.mixing = FeatureMixing(self.metrix, max_mixes, name="feature_mixing")
-        elif level == "input":
-            self.mixing = InputMixing(self.metrix, max_mixes, name="input_mixing")
-        else:
-            self.mixing = None
+        # The Metrix's level says where mixing happens: a mixing layer here
+        # (input, feature) or none (embedding: the loss mixes).
+        self.mixing = None if self.metrix is None else self.metrix.mixing_layer(max_mixes)
         # 1.0 trains the backbone, 0.0 trains only the head (and proxies):
         # set by the HeadWarmUp callback; saved with the model.
         self.backbone_gradient_scale = keras.Variable(
@@ -129,33 +108,8 @@ class EmbeddingModel(MetricModel):
     def call(self, inputs, training=False, labels=None):
         if not training or labels is None or self.mixing is None:
             return self.embed(inputs, training=training)
-        # Pairs are drawn from the global batch under tf.distribute: the
-        # mixing runs on the gathered batch, each replica embeds its slice of
-        # the mixes, and the mixed embeddings are gathered back (the loss
-        # gathers the clean ones). On one device these are all identities.
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        all_labels = gather(labels)
-        if self.metrix.level == "feature":
-            features = self.backbone(inputs, training=training)
-            clean = self.head(features)
-            mixed, pairs, lam = self.mixing(gather(features), all_labels, training=training)
-            mixed_embeddings = gather(self.head(_my_slice(mixed)))
-            return make_mixed_batch(all_labels, clean, mixed_embeddings, pairs, lam)
-        clean = self.embed(inputs, training=training)
-        mixed, pairs, lam = self.mixing(
-            gather(inputs), all_labels, embeddings=gather(clean), training=training
-        )
-        mine = _my_slice(mixed)
-        # No mixes here this step (e.g. the anchor-negative strategy on a
-        # batch where every anchor has a positive): skip the pass. An empty
-        # batch would put NaN into BatchNormalization's moving statistics
-        # (and oneDNN's convolutions reject it).
-        mixed_embeddings = tf.cond(
-            tf.shape(mine)[0] > 0,
-            lambda: self.embed(mine, training=training),
-            lambda: tf.zeros([0, self.embedding_dim], clean.dtype),
-        )
-        return make_mixed_batch(all_labels, clean, gather(mixed_embeddings), pairs, lam)
+        return self.mixing.mixed_batch(self.backbone, self.head, inputs, labels, training)
 
     def transform_gradients(self, gradients, variables):
         backbone_ids = {id(v) for v in self.backbone.trainable_variables}

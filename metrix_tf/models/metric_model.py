@@ -9,6 +9,8 @@ from keras.src.losses import loss as loss_module
 from keras.src.models.functional import Functional
 from keras.src.trainers.data_adapters import data_adapter_utils
 
+from metrix_tf.mixing.mixed_batch import MixedBatch
+
 
 def _functional_arguments(args, kwargs):
     return (
@@ -34,9 +36,9 @@ class MetricModel(keras.Model):
       them), and lets subclasses rescale gradients (`transform_gradients`,
       used for head-only warm-up).
     - `compute_loss()` hands the whole model output to a single metric loss,
-      so a training-time output that is a dict (a mixed batch from a Metrix
-      mixing layer) reaches the loss intact; Keras 3 would otherwise look
-      for one loss per dict key.
+      so a training-time `MixedBatch` (from a Metrix mixing layer, or its
+      dict form) reaches the loss intact; Keras 3 would otherwise look for
+      one loss per output.
 
     Construct it exactly as a functional `keras.Model`
     (`MetricModel(inputs, outputs)`) or subclass it.
@@ -135,7 +137,7 @@ class MetricModel(keras.Model):
         self, x=None, y=None, y_pred=None, sample_weight=None, training=True
     ):
         losses = getattr(self, "_metric_losses", [])
-        if not (isinstance(y_pred, dict) and len(losses) == 1):
+        if not (isinstance(y_pred, (dict, MixedBatch)) and len(losses) == 1):
             return super().compute_loss(
                 x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training
             )

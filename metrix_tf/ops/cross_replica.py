@@ -53,6 +53,19 @@ def local_offset(local_rows):
     return tf.reduce_sum(sizes[:replica])
 
 
+def my_share(rows):
+    """This replica's contiguous share of `rows` (the same on every replica,
+    e.g. the global mixes): all of them outside a multi-replica context."""
+    context = replica_context()
+    if context is None:
+        return rows
+    count = tf.shape(rows)[0]
+    replicas = context.num_replicas_in_sync
+    chunk = (count + replicas - 1) // replicas
+    start = tf.minimum(tf.cast(context.replica_id_in_sync_group, tf.int32) * chunk, count)
+    return rows[start : tf.minimum(start + chunk, count)]
+
+
 def sum_over_replicas(value):
     """Sum of `value` over replicas (no gradient: used for normalisers)."""
     context = replica_context()

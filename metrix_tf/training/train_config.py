@@ -10,11 +10,14 @@ import json
 import os
 import re
 
+from metrix_tf.losses import registry
+from metrix_tf.mixing.metrix import LEVELS as METRIX_LEVELS
+from metrix_tf.mixing.metrix import SCORINGS
+from metrix_tf.mixing.metrix import STRATEGIES
+
 DATASETS = ("builtin", "builtin_large", "cub200", "cars196", "sop", "inshop")
-LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
-LEVELS = ("none", "input", "feature", "embedding")
-STRATEGIES = ("random", "positive_negative", "anchor_negative", "both")
-SCORINGS = ("per_anchor", "all_pairs")
+LOSSES = registry.loss_names()
+LEVELS = ("none",) + METRIX_LEVELS
 BACKBONES = ("small_cnn", "resnet50")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 

@@ -71,17 +71,12 @@ def build_model(config, preprocessing, num_classes):
         max_mixes=config.max_mixes or None,
         freeze_batchnorm=config.freeze_batchnorm,
     )
-    if config.loss == "contrastive":
-        loss = losses.ContrastiveLoss(metrix=metrix)
-    elif config.loss == "multi_similarity":
-        loss = losses.MultiSimilarityLoss(metrix=metrix)
-    else:
-        loss = losses.ProxyAnchorLoss(
-            num_classes,
-            config.embedding_dim,
-            metrix=metrix,
-            proxy_lr_multiplier=config.proxy_lr_multiplier,
-        )
+    loss = losses.registry.get(config.loss).make(
+        metrix=metrix,
+        num_classes=num_classes,
+        embedding_dim=config.embedding_dim,
+        proxy_lr_multiplier=config.proxy_lr_multiplier,
+    )
     optimizer = keras.optimizers.Adam(
         config.learning_rate, weight_decay=config.weight_decay or None
     )
