@@ -4,6 +4,8 @@ import os
 
 import keras
 
+from metrix_tf.models import keras_internals
+
 
 def resnet50_backbone(input_shape=(224, 224, 3), weights=None):
     """ResNet-50 feature extractor (final stage maps, no pooling).
@@ -66,7 +68,7 @@ def small_cnn_backbone(input_shape=(32, 32, 1), width=32, name="small_cnn"):
 
 def freeze_batchnorm(model):
     """Freeze every BatchNormalization layer of `model` (inference mode)."""
-    for layer in model._flatten_layers(include_self=False):
+    for layer in keras_internals.sublayers(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     return model

@@ -5,11 +5,10 @@ import inspect
 import keras
 import tensorflow as tf
 from keras import tree
-from keras.src.losses import loss as loss_module
-from keras.src.models.functional import Functional
-from keras.src.trainers.data_adapters import data_adapter_utils
 
 from metrix_tf.mixing.mixed_batch import MixedBatch
+from metrix_tf.models import keras_internals
+from metrix_tf.models.keras_internals import Functional
 
 
 def _functional_arguments(args, kwargs):
@@ -78,20 +77,13 @@ class MetricModel(keras.Model):
         # saved state.
         # A built subclassed model locks its state; adopting the variables of
         # a newly compiled loss is the one addition we allow.
-        tracker = getattr(self, "_tracker", None)
-        locked = tracker is not None and tracker.locked
-        if locked:
-            tracker.unlock()
-        try:
+        with keras_internals.unlocked_tracker(self):
             self._metric_losses = losses
             self._loss_variables = [
                 variable
                 for loss in losses
                 for variable in getattr(loss, "variables", [])
             ]
-        finally:
-            if locked:
-                tracker.lock()
 
     def compile_from_config(self, config):
         # Keras skips compile() on load when it is overridden; ours only adds
@@ -111,17 +103,17 @@ class MetricModel(keras.Model):
 
     def train_step(self, data):
         # Keras' TensorFlow train_step, plus the labels and the gradient hook.
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras_internals.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             if self._call_accepts_labels():
                 y_pred = self(x, training=True, labels=y)
             else:
                 y_pred = self(x, training=True)
-            loss = self._compute_loss(
-                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            loss = keras_internals.compute_loss(
+                self, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
-            self._loss_tracker.update_state(
-                loss_module.unscale_loss_for_distribution(loss),
+            keras_internals.loss_tracker(self).update_state(
+                keras_internals.unscale_loss_for_distribution(loss),
                 sample_weight=tf.shape(tree.flatten(x)[0])[0],
             )
             if self.optimizer is not None:
@@ -143,7 +135,7 @@ class MetricModel(keras.Model):
             )
         total = losses[0](y, y_pred, sample_weight)
         for extra in self.losses:
-            total = total + self._aggregate_additional_loss(extra)
+            total = total + keras_internals.aggregate_additional_loss(self, extra)
         return total
 
 

@@ -23,6 +23,7 @@ import shutil
 
 import tensorflow as tf
 
+from metrix_tf.models import keras_internals
 from metrix_tf.training.train_config import DISTRIBUTIONS
 
 TASK_TYPES = ("chief", "worker")
@@ -259,19 +260,21 @@ def fix_multi_worker_fit(model):
     strategy = model.distribute_strategy
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return model
-    keras_build = model._maybe_symbolic_build
 
     def local(value):
         if isinstance(value, tf.distribute.DistributedValues):
             return strategy.experimental_local_results(value)[0]
         return value
 
-    def maybe_symbolic_build(iterator=None, data_batch=None):
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = tf.nest.map_structure(local, next(batches))
-                break
-        return keras_build(data_batch=data_batch)
+    def first_replica_build(keras_build):
+        def maybe_symbolic_build(iterator=None, data_batch=None):
+            if iterator is not None:
+                for _, _, batches in iterator:
+                    data_batch = tf.nest.map_structure(local, next(batches))
+                    break
+            return keras_build(data_batch=data_batch)
+
+        return maybe_symbolic_build
 
     def vectors(logs):
         return tf.nest.map_structure(
@@ -280,7 +283,7 @@ def fix_multi_worker_fit(model):
         )
 
     keras_train_step, keras_test_step = model.train_step, model.test_step
-    model._maybe_symbolic_build = maybe_symbolic_build
+    keras_internals.wrap_symbolic_build(model, first_replica_build)
     model.train_step = lambda data: vectors(keras_train_step(data))
     model.test_step = lambda data: vectors(keras_test_step(data))
     return model
