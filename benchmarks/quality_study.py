@@ -41,9 +41,11 @@ import time
 
 import numpy as np
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+from metrix_tf.training.train_config import LEVELS  # noqa: E402  ("none" first)
+from metrix_tf.training.train_config import LOSSES  # noqa: E402  (the loss registry)
+
 DATASETS = ("builtin_large", "builtin")
-LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
-LEVELS = ("none", "feature", "embedding", "input")
 TIMES_FILE = "study_seconds.json"
 
 
