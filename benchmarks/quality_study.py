@@ -25,8 +25,10 @@ Prints a markdown table per data set: mean +- std over the seeds of the
 unseen-class Recall@1/2/4/8, MAP@R, utilization (without / with mixes),
 the training classes' Recall@1, the validation figures of the last epoch,
 and minutes per run; then the paired difference Metrix - baseline of
-Recall@1 per seed. Writes the tables to `RESULTS/study.md` and a PNG of
-Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png`.
+Recall@1 per seed. Writes the tables to `RESULTS/study.md`, a PNG of
+Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png` and
+the validation curves of each configuration's first seed to
+`RESULTS/validation_curves.png`.
 The test classes are evaluated once per run, after training; choices
 between variants are to be made on the validation columns.
 """
@@ -114,6 +116,7 @@ def read_cell(workdir):
     seconds = _read_json(os.path.join(workdir, TIMES_FILE), {}).get(
         "seconds", results.get("seconds_this_session", float("nan")))
     row["minutes"] = seconds / 60
+    row["history"] = history
     return row
 
 
@@ -131,7 +134,8 @@ def _mean_std(values, digits=3):
 
 
 def report(root, datasets, losses, configs, seeds):
-    """Markdown tables, and {dataset: [(label, mean, std)]} for the plot."""
+    """Markdown tables, and {dataset: [(label, mean, std, history)]} for the
+    plots (the history of the configuration's first finished seed)."""
     lines, plot = [], {}
     for dataset in datasets:
         table = ["| loss | method | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |",
@@ -150,14 +154,15 @@ def report(root, datasets, losses, configs, seeds):
                        for _, key in COLUMNS]
                 table.append(f"| {loss} | {name} | {','.join(map(str, done))} | " + " | ".join(row) + " |")
                 r1 = [cells[s]["recall@1"] for s in done]
-                plot.setdefault(dataset, []).append((f"{loss}\n{name}", np.mean(r1), np.std(r1)))
+                plot.setdefault(dataset, []).append(
+                    (f"{loss}\n{name}", np.mean(r1), np.std(r1), cells[done[0]]["history"]))
                 paired = [s for s in done if baseline[s] is not None]
                 if level != "none" and paired:
                     d = [cells[s]["recall@1"] - baseline[s]["recall@1"] for s in paired]
                     dv = [cells[s]["val_map@r"] - baseline[s]["val_map@r"] for s in paired]
                     diffs.append(
                         f"| {loss} | {name} | "
-                        + " | ".join(f"{s}: {x:+.3f}" for s, x in zip(paired, d))
+                        + ", ".join(f"{s}: {x:+.3f}" for s, x in zip(paired, d))
                         + f" | {np.mean(d):+.3f} | {np.mean(dv):+.3f} |")
         if len(table) == 2:
             continue
@@ -181,7 +186,7 @@ def write_plot(plot, path):
     figure, axes = plt.subplots(len(plot), 1, figsize=(max(6, 0.9 * max(map(len, plot.values()))),
                                                        4.5 * len(plot)), squeeze=False)
     for axis, (dataset, bars) in zip(axes[:, 0], plot.items()):
-        labels, means, stds = zip(*bars)
+        labels, means, stds, _ = zip(*bars)
         colors = ["tab:gray" if "baseline" in label else "tab:blue" for label in labels]
         axis.bar(range(len(bars)), means, yerr=stds, capsize=3, color=colors)
         axis.set_xticks(range(len(bars)), labels, rotation=60, ha="right", fontsize=7)
@@ -193,6 +198,37 @@ def write_plot(plot, path):
     figure.tight_layout()
     tmp = f"{path}.tmp.png"
     figure.savefig(tmp, dpi=100)
+    plt.close(figure)
+    os.replace(tmp, path)
+
+
+def write_curves(plot, path):
+    """Validation Recall@1 and MAP@R per epoch of each configuration (its
+    first finished seed): whether the validation classes saturate, and when
+    the runs part."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not plot:
+        return
+    figure, axes = plt.subplots(len(plot), 2, figsize=(12, 4.5 * len(plot)), squeeze=False)
+    for row, (dataset, bars) in zip(axes, plot.items()):
+        for axis, key in zip(row, ("val_recall@1", "val_map@r")):
+            for label, _, _, history in bars:
+                points = [(h["epoch"] + 1, h[key]) for h in history if key in h]
+                if points:
+                    axis.plot(*zip(*points), label=label.replace("\n", " "),
+                              linestyle="--" if "baseline" in label else "-")
+            axis.set_xlabel("epoch")
+            axis.set_ylabel(key.replace("val_", "validation "))
+            axis.set_title(f"{dataset}: held-out training classes")
+            axis.grid(alpha=0.3)
+        row[1].legend(fontsize=7)
+    figure.tight_layout()
+    tmp = f"{path}.tmp.png"
+    figure.savefig(tmp, dpi=90)
     plt.close(figure)
     os.replace(tmp, path)
 
@@ -245,6 +281,7 @@ def main():
     with open(os.path.join(args.results, "study.md"), "w") as f:
         f.write(text)
     write_plot(plot, os.path.join(args.results, "recall_at_1.png"))
+    write_curves(plot, os.path.join(args.results, "validation_curves.png"))
 
 
 def _listdir(path):
