@@ -16,8 +16,8 @@ finished run is reused and an unfinished one resumes from its checkpoint:
 the study can be stopped and continued at any time. Runs go one at a time,
 in the order datasets > seeds > losses > levels.
 
-The figures of every finished cell (results.json, history.json, minutes;
-a few KB) are copied to `--results` (default benchmarks/results/quality_study,
+The figures of every finished cell (results.json, history.json, minutes
+and the commit of the code that ran it; a few KB) are copied to `--results` (default benchmarks/results/quality_study,
 kept in git), from which the report is made and which also counts as
 finished: a fresh clone continues the study where the last one stopped.
 
@@ -69,17 +69,34 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     with open(os.path.join(workdir, "study.log"), "a") as out:
         code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
     # Accumulated over resumed sessions: the run's own figure covers only
-    # its last session.
+    # its last session. The code's commit: pairs are only compared within one.
     path = os.path.join(workdir, TIMES_FILE)
-    seconds = _read_json(path, {"seconds": 0.0})["seconds"] + time.time() - start
+    record = _read_json(path, {"seconds": 0.0})
+    record["seconds"] += time.time() - start
+    record.setdefault("commit", code_commit())
     with open(path, "w") as f:
-        json.dump({"seconds": seconds}, f)
+        json.dump(record, f)
     if code:
         log(f"FAILED (exit {code}): see {os.path.join(workdir, 'study.log')}")
     return code == 0
 
 
 CELL_FILES = ("results.json", "history.json", TIMES_FILE)
+
+
+def code_commit():
+    """The git commit of the metrix_tf that runs the cells (+ "-dirty")."""
+    import metrix_tf
+
+    source = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
+    try:
+        commit = subprocess.run(["git", "-C", source, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", source, "status", "--porcelain", "metrix_tf"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return commit + ("-dirty" if dirty else "")
 
 
 def archive(root, results):
@@ -116,6 +133,7 @@ def read_cell(workdir):
     seconds = _read_json(os.path.join(workdir, TIMES_FILE), {}).get(
         "seconds", results.get("seconds_this_session", float("nan")))
     row["minutes"] = seconds / 60
+    row["commit"] = _read_json(os.path.join(workdir, TIMES_FILE), {}).get("commit", "?")
     row["history"] = history
     return row
 
@@ -156,7 +174,13 @@ def report(root, datasets, losses, configs, seeds):
                 r1 = [cells[s]["recall@1"] for s in done]
                 plot.setdefault(dataset, []).append(
                     (f"{loss}\n{name}", np.mean(r1), np.std(r1), cells[done[0]]["history"]))
-                paired = [s for s in done if baseline[s] is not None]
+                paired = [s for s in done if baseline[s] is not None
+                          and baseline[s]["commit"] == cells[s]["commit"]]
+                unpaired = [s for s in done if baseline[s] is not None and s not in paired]
+                if level != "none" and unpaired:
+                    print(f"warning: {dataset}/{loss}/{name}: seeds {unpaired} ran with "
+                          "other code than their baseline; left out of the paired differences",
+                          file=sys.stderr)
                 if level != "none" and paired:
                     d = [cells[s]["recall@1"] - baseline[s]["recall@1"] for s in paired]
                     dv = [cells[s]["val_map@r"] - baseline[s]["val_map@r"] for s in paired]
