@@ -16,12 +16,16 @@ needs to load a saved model; the others load on first use (PEP 562):
 
 import importlib
 
-from metrix_tf import callbacks
-from metrix_tf import losses
-from metrix_tf import mixing
-from metrix_tf import models
-from metrix_tf.mixing.metrix import Metrix
-from metrix_tf.version import __version__
+from metrix_tf import programs as _programs
+
+_programs.quiet_tensorflow_start()  # metrix-train & co only: before TensorFlow loads
+
+from metrix_tf import callbacks  # noqa: E402
+from metrix_tf import losses  # noqa: E402
+from metrix_tf import mixing  # noqa: E402
+from metrix_tf import models  # noqa: E402
+from metrix_tf.mixing.metrix import Metrix  # noqa: E402
+from metrix_tf.version import __version__  # noqa: E402
 
 _SUBMODULES = (
     "callbacks",

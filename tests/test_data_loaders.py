@@ -13,6 +13,12 @@ from metrix_tf.data.matfile import MatFileError
 from metrix_tf.data.matfile import load_mat
 
 
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """verify_images remembers verified splits in the cache: not the user's."""
+    monkeypatch.setenv("METRIX_TF_DATA_DIR", str(tmp_path / "cache"))
+
+
 def write_image(path, value=0, size=(12, 10), fmt=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     pixels = np.full((size[1], size[0], 3), value % 256, np.uint8)

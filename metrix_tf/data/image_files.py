@@ -1,5 +1,6 @@
 """File checks shared by the loaders: annotation tables, existence, decoding."""
 
+import hashlib
 import os
 
 import numpy as np
@@ -91,7 +92,17 @@ def check_classes_present(present, expected, what, names=None):
                          f"{shown}{' ...' if len(empty) > _SHOWN else ''}")
 
 
-def verify_images(split, num_parallel_calls=None):
+def _verified_stamp(paths, directory):
+    """The file that records that `paths`, with their current sizes and
+    modification times, all decoded."""
+    digest = hashlib.sha256()
+    for path in paths:
+        info = os.stat(path)
+        digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return os.path.join(directory, "verified", f"{digest.hexdigest()[:32]}.ok")
+
+
+def verify_images(split, num_parallel_calls=None, remember=True):
     """Decodes every image file of a split and names those that fail.
 
     This runs the same TensorFlow decoder as the pipelines (JPEG, PNG, GIF,
@@ -99,9 +110,15 @@ def verify_images(split, num_parallel_calls=None):
     file is found before training rather than as an anonymous decode error
     in the middle of an epoch. An in-memory split passes trivially.
 
+    A split that decoded is remembered (a stamp in
+    `metrix_tf.data.default_data_dir()/verified/`, keyed by the file list
+    with each file's size and modification time), so verifying it again
+    costs one `stat` per file.
+
     Args:
         split: an `ImageSplit`.
         num_parallel_calls: parallel decodes (default: tf.data AUTOTUNE).
+        remember: use and write the stamp (default True).
 
     Raises:
         ValueError: naming the files that could not be decoded (or decode
@@ -109,9 +126,26 @@ def verify_images(split, num_parallel_calls=None):
     """
     if not split.is_files:
         return
-    import tensorflow as tf
-
     paths = [str(p) for p in split.images]
+    stamp = None
+    if remember:
+        from metrix_tf.data.builtin_glyphs import default_data_dir
+
+        stamp = _verified_stamp(paths, default_data_dir())
+        if os.path.exists(stamp):
+            return
+    _decode_all(split, paths, num_parallel_calls)
+    if stamp is not None:
+        try:
+            os.makedirs(os.path.dirname(stamp), exist_ok=True)
+            with open(stamp, "w") as f:
+                f.write(f"{len(paths)} images of split {split.name!r} decoded\n")
+        except OSError:
+            pass  # a read-only cache: verify again next time
+
+
+def _decode_all(split, paths, num_parallel_calls):
+    import tensorflow as tf
 
     def decode_ok(index, path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3,

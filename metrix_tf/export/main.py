@@ -7,7 +7,6 @@ SavedModel, and evaluate a SavedModel on a data set.
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -66,7 +65,7 @@ def evaluate_saved_model(path, dataset, data_dir="", tiny=False, ks=None, batch_
     from metrix_tf.export.saved_model import load_serving_function, pixels_from_normalised
 
     serve = load_serving_function(path)
-    extra = {"tiny": tiny} if dataset == "builtin" else {}
+    extra = {"tiny": tiny} if dataset == "builtin" else {"verify": True}
     splits = data_lib.load_dataset(dataset, data_dir or None, **extra)
     preprocessing = data_lib.Preprocessing.for_dataset(dataset)
     ks = ks or list(splits.recall_ks)
@@ -89,11 +88,7 @@ def export_main(argv):
     logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    try:
-        print(export_workdir(FLAGS.workdir, FLAGS.output))
-    except ValueError as error:
-        print(f"metrix-export: error: {error}", file=sys.stderr)
-        return 1
+    print(export_workdir(FLAGS.workdir, FLAGS.output))
     return 0
 
 
@@ -107,24 +102,35 @@ def eval_main(argv):
         ks = [int(k) for k in FLAGS.recall_ks.split(",")] if FLAGS.recall_ks else None
     except ValueError:
         raise app.UsageError(f"--recall_ks must be comma-separated ints. Received: {FLAGS.recall_ks!r}")
-    try:
-        results = evaluate_saved_model(
-            FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir, FLAGS.tiny, ks, FLAGS.batch_size
-        )
-    except ValueError as error:
-        print(f"metrix-eval: error: {error}", file=sys.stderr)
-        return 1
+    results = evaluate_saved_model(
+        FLAGS.saved_model, FLAGS.dataset, FLAGS.data_dir, FLAGS.tiny, ks, FLAGS.batch_size
+    )
     print(json.dumps(results, indent=2))
     return 0
 
 
 def run_export():
     """Console-script entry point of metrix-export."""
+    from metrix_tf import programs
+
     _define_export_flags()
-    app.run(export_main)
+    programs.run(
+        "metrix-export", export_main,
+        "metrix-export: export a training run's selected weights (the embedding network "
+        "only) as a SavedModel for serving.",
+        "metrix-export --workdir=metrix_run --output=/srv/models/metrix/1",
+        ["workdir", "output"],
+    )
 
 
 def run_eval():
     """Console-script entry point of metrix-eval."""
+    from metrix_tf import programs
+
     _define_eval_flags()
-    app.run(eval_main)
+    programs.run(
+        "metrix-eval", eval_main,
+        "metrix-eval: evaluate a SavedModel (Recall@K, MAP@R) on a data set's unseen classes.",
+        "metrix-eval --saved_model=metrix_run/saved_model --dataset=builtin",
+        ["saved_model", "dataset", "data_dir", "tiny", "recall_ks", "batch_size"],
+    )

@@ -107,7 +107,13 @@ def load_serving_function(path):
     """The `serving_default` function of an export (plain TensorFlow)."""
     if not os.path.isdir(path) or not os.path.exists(os.path.join(path, "saved_model.pb")):
         raise ValueError(f"No SavedModel at {path!r} (saved_model.pb missing)")
-    loaded = tf.saved_model.load(path)
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as error:  # noqa: BLE001  (protobuf, OpError, ...: a damaged export)
+        first = (getattr(error, "message", None) or str(error) or type(error).__name__).strip()
+        raise ValueError(
+            f"The SavedModel at {path!r} cannot be loaded (damaged?): {first.splitlines()[0]}"
+        ) from None
     if SIGNATURE not in loaded.signatures:
         raise ValueError(
             f"The SavedModel at {path!r} has no {SIGNATURE!r} signature; "

@@ -18,7 +18,6 @@ chief, worker 0, writes `--workdir`):
 
 import dataclasses
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -51,6 +50,13 @@ def config_from_flags(flag_values=FLAGS):
     return TrainConfig.for_dataset(dataset, **values).validate()
 
 
+DESCRIPTION = (
+    "metrix-train: train an embedding network with a metric loss and Metrix, select its best "
+    "epoch on validation classes, report Recall@K on unseen classes and export a SavedModel."
+)
+EXAMPLE = "metrix-train --loss=multi_similarity --metrix_level=feature --epochs=20 --workdir=run1"
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -62,17 +68,17 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from metrix_tf.training.trainer import train  # imports TensorFlow
 
-    try:
-        train(config)
-    except ValueError as error:  # bad data, workdir or checkpoint: say what
-        print(f"metrix-train: error: {error}", file=sys.stderr)
-        return 1
+    train(config)  # bad data, workdir or checkpoint: one line (metrix_tf.programs)
     return 0
 
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    from metrix_tf import programs
+
+    programs.run(
+        "metrix-train", main, DESCRIPTION, EXAMPLE, ["config", *TrainConfig.field_names()]
+    )
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ checkpoints, plots and export, driven by a `TrainConfig`."""
 
 import json
 import os
+import sys
 import time
 
 import keras
@@ -11,6 +12,7 @@ import numpy as np
 from metrix_tf import data as data_lib
 from metrix_tf import evaluation
 from metrix_tf import losses
+from metrix_tf.callbacks import EpochLog
 from metrix_tf.callbacks import HeadWarmUp
 from metrix_tf.callbacks import RecallAtK
 from metrix_tf.export import export_saved_model
@@ -19,6 +21,7 @@ from metrix_tf.models import EmbeddingModel
 from metrix_tf.models import resnet50_backbone
 from metrix_tf.models import small_cnn_backbone
 from metrix_tf.training import distribution
+from metrix_tf.training import pictures
 from metrix_tf.training.run_state import RecordEpochs
 from metrix_tf.training.run_state import RunState
 from metrix_tf.training.run_state import write_atomically
@@ -93,8 +96,12 @@ def embed(model, split, preprocessing, batch_size=256):
     return model.predict(batches.map(lambda x, y: x), verbose=0)
 
 
-def evaluate_model(model, splits, preprocessing, ks, train_embeddings=None, seed=0):
-    """Recall@K & co on the unseen classes, and utilization (+ mixed)."""
+def evaluate_model(model, splits, preprocessing, ks, train_embeddings=None, seed=0,
+                   embeddings_out=None):
+    """Recall@K & co on the unseen classes, and utilization (+ mixed).
+
+    `embeddings_out`, a dict, receives the embeddings evaluated ("test", or
+    "query" and "gallery")."""
     if splits.protocol == "query_gallery":
         queries = embed(model, splits.query, preprocessing)
         gallery = embed(model, splits.gallery, preprocessing)
@@ -118,6 +125,11 @@ def evaluate_model(model, splits, preprocessing, ks, train_embeddings=None, seed
     results["utilization_with_mixes"] = evaluation.utilization(
         test, train_embeddings, mixed_embeddings=mixes
     )
+    if embeddings_out is not None:
+        if splits.protocol == "query_gallery":
+            embeddings_out.update(query=queries, gallery=gallery)
+        else:
+            embeddings_out.update(test=test)
     return results
 
 
@@ -191,6 +203,21 @@ def plot_history(history, path, ks, selected=None):
     figure.savefig(tmp, dpi=100, bbox_inches="tight")
     plt.close(figure)
     os.replace(tmp, path)
+
+
+def draw_pictures(workdir, splits, embeddings, seed):
+    """The retrieval gallery PNG and the projector files of the selected
+    model's test embeddings (see `metrix_tf.training.pictures`)."""
+    logdir = os.path.join(workdir, "logs")
+    if splits.protocol == "query_gallery":
+        queries, gallery = (splits.query, embeddings["query"]), (splits.gallery, embeddings["gallery"])
+    else:
+        queries, gallery = (splits.test, embeddings["test"]), (None, None)
+    pictures.retrieval_gallery(
+        os.path.join(workdir, pictures.GALLERY_FILE), *queries, seed=seed,
+        gallery_split=gallery[0], gallery_embeddings=gallery[1],
+    )
+    pictures.write_projector(logdir, *queries, seed=seed)
 
 
 def format_results(before, after, ks):
@@ -290,6 +317,11 @@ def _train(config, strategy, workdir, verbose, log):
         log = lambda *args, **kwargs: None  # noqa: E731
     started = time.time()
     splits, preprocessing = load_data(config)
+    # Decode every image file once (remembered): a corrupt one is named here,
+    # not met as an anonymous decode error in the middle of an epoch.
+    for split in (splits.train, splits.val, splits.test, splits.query, splits.gallery):
+        if split is not None:
+            data_lib.verify_images(split)
     ks = config.ks() or list(splits.recall_ks)
     with strategy.scope():
         model, loss = build_model(config, preprocessing, splits.train.num_classes)
@@ -357,6 +389,10 @@ def _train(config, strategy, workdir, verbose, log):
         keras.callbacks.TensorBoard(os.path.join(workdir, "logs"), write_graph=False),
         RecordEpochs(state),
     ]
+    if verbose == "auto":  # a bar on a terminal, one line per epoch in a file or pipe
+        verbose = 1 if sys.stdout.isatty() else 0
+        if not verbose and workdir == config.workdir:
+            callbacks.append(EpochLog())
     if initial_epoch < config.epochs:
         model.fit(
             train_batches,
@@ -370,7 +406,9 @@ def _train(config, strategy, workdir, verbose, log):
     selected = state.restore_selected()
     selection = describe_selection(config, state.history, selected)
     plot_history(state.history, os.path.join(workdir, PLOT_FILE), ks, selected)
-    after = evaluate_model(model, splits, preprocessing, ks, seed=config.seed)
+    shown = {}
+    after = evaluate_model(model, splits, preprocessing, ks, seed=config.seed, embeddings_out=shown)
+    draw_pictures(workdir, splits, shown, config.seed)
     results = {
         "untrained": before,
         "trained": after,
