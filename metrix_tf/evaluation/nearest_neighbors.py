@@ -27,6 +27,8 @@ import contextlib
 
 import numpy as np
 
+from metrix_tf.ops.normalization import l2_normalize_numpy
+
 # Rows of float64 scratch used while normalising (bounded memory).
 _NORMALIZE_ROWS = 8192
 # Upper bound on the bytes of per-chunk search results (indices, scores and
@@ -146,7 +148,10 @@ def check_labels(labels, name, num_rows, rows_name):
 def l2_normalize(embeddings, name="embeddings"):
     """L2-normalises rows into a new float32 array (computed in float64).
 
-    A zero row stays zero (its cosine similarity to everything is 0).
+    The rule of the losses (`metrix_tf.ops.normalization`): each row is
+    divided by its largest absolute entry first, so any finite non-zero row
+    gives its direction at any scale; a zero row stays zero (its cosine
+    similarity to everything is 0).
 
     Args:
         embeddings: array-like of shape `(N, D)`, finite.
@@ -159,10 +164,7 @@ def l2_normalize(embeddings, name="embeddings"):
     x = check_embeddings(embeddings, name)
     out = np.empty(x.shape, dtype=np.float32)
     for start in range(0, x.shape[0], _NORMALIZE_ROWS):
-        block = x[start:start + _NORMALIZE_ROWS].astype(np.float64)
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-        norms[norms == 0] = 1.0
-        out[start:start + _NORMALIZE_ROWS] = block / norms[:, None]
+        out[start:start + _NORMALIZE_ROWS] = l2_normalize_numpy(x[start:start + _NORMALIZE_ROWS])
     return out
 
 

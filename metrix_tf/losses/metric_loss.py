@@ -14,6 +14,7 @@ from metrix_tf.mixing.mixed_batch import standardize_mixed_batch
 from metrix_tf.ops.cross_replica import gather
 from metrix_tf.ops.cross_replica import local_offset
 from metrix_tf.ops.cross_replica import sum_over_replicas
+from metrix_tf.ops.normalization import l2_normalize
 from metrix_tf.ops.soft_label_similarity import NOT_A_PAIR
 from metrix_tf.ops.soft_label_similarity import soft_label_similarity
 
@@ -234,7 +235,7 @@ def mixed_ratios(scoring, anchors, anchor_labels, mixed, metrix, per_anchor_mask
             under per-anchor scoring.
         fused: True / False / None.
     """
-    candidates = tf.math.l2_normalize(mixed.mixed_embeddings, axis=-1)
+    candidates = l2_normalize(mixed.mixed_embeddings)
     mask = per_anchor_mask() if metrix.scoring == "per_anchor" else None
     ratios = []
     for name, weight in metrix.scored_strategies():
@@ -274,7 +275,7 @@ def _check_proxies(labels, embeddings, proxies):
     message = "proxy `labels` must be in [0, num_classes)"
     tf.debugging.assert_non_negative(labels, message=message)
     tf.debugging.assert_less(labels, num_classes, message=message)
-    return tf.math.l2_normalize(proxies, axis=-1)
+    return l2_normalize(proxies)
 
 
 def metric_loss_value(scoring, labels, y_pred, metrix, fused=None, proxies=None):
@@ -299,7 +300,7 @@ def metric_loss_value(scoring, labels, y_pred, metrix, fused=None, proxies=None)
     """
     labels = standardize_labels(labels)
     embeddings, mixed, mix_in_loss = unpack_predictions(labels, y_pred, metrix)
-    local = tf.math.l2_normalize(embeddings, axis=-1)
+    local = l2_normalize(embeddings)
     everyone = gather(local)
     all_labels = gather(labels)
     if scoring.uses_proxies:

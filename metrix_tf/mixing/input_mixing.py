@@ -8,6 +8,7 @@ from metrix_tf.mixing.mixing_layer import MixingLayer
 from metrix_tf.mixing.pair_selection import select_hardest_negative_pairs
 from metrix_tf.ops.cross_replica import gather
 from metrix_tf.ops.cross_replica import my_share
+from metrix_tf.ops.normalization import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -56,7 +57,7 @@ class InputMixing(MixingLayer):
                 "InputMixing needs the clean `embeddings` of the batch to find "
                 "each anchor's hardest negative. Received: embeddings=None"
             )
-        normalised = tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
+        normalised = l2_normalize(tf.cast(embeddings, tf.float32))
         similarity = tf.matmul(normalised, normalised, transpose_b=True)
         return select_hardest_negative_pairs(labels, similarity, *strategies)
 

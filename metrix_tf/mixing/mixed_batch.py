@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from metrix_tf.mixing.metrix import strategy_id
 from metrix_tf.mixing.pair_selection import select_mix_pairs
+from metrix_tf.ops.normalization import l2_normalize
 
 
 class MixedBatch(
@@ -113,7 +114,7 @@ def mix_embeddings(labels, embeddings, metrix):
         A `MixedBatch` whose mixes are `lam * e_a + (1 - lam) * e_b` of the
         normalised embeddings (the losses normalise them again).
     """
-    normalised = tf.math.l2_normalize(embeddings, axis=-1)
+    normalised = l2_normalize(embeddings)
     lam = metrix.sample_lambda(normalised.dtype)
     pairs = select_mix_pairs(labels, *metrix.active_strategies())
     mixed = lam * tf.gather(normalised, pairs.source_a) + (1.0 - lam) * tf.gather(

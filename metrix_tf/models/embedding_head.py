@@ -2,6 +2,7 @@
 
 import keras
 import tensorflow as tf
+from metrix_tf.ops.normalization import l2_normalize
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -57,7 +58,7 @@ class EmbeddingHead(keras.layers.Layer):
             inputs = tf.reduce_mean(inputs, axis=[1, 2]) + tf.reduce_max(inputs, axis=[1, 2])
         embeddings = self.projection(inputs)
         # Normalise in float32 even under a mixed-precision policy.
-        return tf.math.l2_normalize(tf.cast(embeddings, tf.float32), axis=-1)
+        return l2_normalize(tf.cast(embeddings, tf.float32))
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.embedding_dim)
