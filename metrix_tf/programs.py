@@ -113,8 +113,9 @@ def run(name, main, description, example, flag_names=()):
     def guarded(argv):
         try:
             return main(argv)
-        except app.UsageError:
-            raise
+        except app.UsageError as error:  # absl would print the whole --help first
+            print(f"{name}: error: {_message(error)} (--help lists the flags)", file=sys.stderr)
+            return EXIT_ERROR
         except KeyboardInterrupt:
             print(f"{name}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -138,6 +138,11 @@ def test_the_retrieval_gallery_marks_right_and_wrong_neighbours(tiny_run):
         assert colours == want, (row, colours, want)
 
 
+def test_a_bad_flag_is_one_line(tmp_path):
+    line = one_error_line(program("metrix-train", "--loss=triplet", tmp_path=tmp_path), "metrix-train")
+    assert "--loss must be one of" in line and "'triplet'" in line
+
+
 def test_a_missing_data_dir_is_one_line(tmp_path):
     result = program("metrix-train", "--dataset=cub200", "--data_dir=/nope", tmp_path=tmp_path)
     line = one_error_line(result, "metrix-train")

@@ -355,11 +355,14 @@ def test_a_garbage_state_file_resumes_from_the_checkpoints_on_disk(finished_run,
     # The reproduction of issue 13: this used to start over at epoch 0.
     workdir, flags = copy_of(finished_run, tmp_path)
     (workdir / "checkpoints" / "checkpoint").write_text("garbage {{{")
+    (workdir / "results_untrained.json").write_text("{")  # an output: evaluated again
     before = checkpoint_files(workdir)
     result = metrix_train(tmp_path, *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming" in result.stdout and "after epoch 2" in result.stdout
     assert "only an index" in result.stdout
+    assert "results_untrained.json' is damaged" in result.stdout
+    assert "recall@1" in json.loads((workdir / "results_untrained.json").read_text())
     assert checkpoint_files(workdir) == before
     assert [h["epoch"] for h in json.loads((workdir / "history.json").read_text())] == [0, 1]
 

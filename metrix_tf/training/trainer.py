@@ -292,6 +292,16 @@ def _check_workdir(config, resume, log=print):
     write_atomically(os.path.join(config.workdir, CONFIG_FILE), config.to_json())
 
 
+def _read_untrained(path):
+    """results_untrained.json, or None when missing or damaged."""
+    try:
+        with open(path) as f:
+            before = json.load(f)
+        return before if isinstance(before, dict) else None
+    except (OSError, ValueError):
+        return None
+
+
 def train(config, verbose="auto", log=print):
     """Run a whole training job; returns the results dict.
 
@@ -339,13 +349,13 @@ def _train(config, strategy, workdir, verbose, log):
         log(f"Resuming {config.workdir!r} after epoch {initial_epoch} of {config.epochs}.")
 
     before_path = os.path.join(workdir, "results_untrained.json")
-    if initial_epoch == 0 or not os.path.exists(before_path):
+    before = _read_untrained(before_path) if initial_epoch else None
+    if before is None:
         if initial_epoch:
-            log("(the untrained figures were not recorded; evaluating the checkpoint)")
+            log(f"(the untrained figures were not recorded or {before_path!r} is damaged; "
+                "evaluating the checkpoint)")
         before = evaluate_model(model, splits, preprocessing, ks, seed=config.seed)
         write_atomically(before_path, json.dumps(before, indent=2))
-    with open(before_path) as f:
-        before = json.load(f)
 
     batch_size = config.batch_size
     steps = config.steps_per_epoch or data_lib.steps_per_epoch(splits.train, batch_size)
