@@ -608,8 +608,8 @@ REGISTER_OP("SoftLabelContrastiveReductions")
     })
     .Doc(R"doc(
 Per-anchor sums of w+ relu(d - pos_margin) and w- relu(neg_margin - d),
-d = sqrt(max(2 - 2 s, 0)), and their non-zero counts, without materialising
-M x N.
+d = sqrt(2 - 2 s) (exactly 0 for coincident points, see CoincidentBound),
+and their non-zero counts, without materialising M x N.
 )doc");
 
 REGISTER_OP("SoftLabelContrastiveReductionsGrad")

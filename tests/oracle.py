@@ -71,9 +71,10 @@ def similarity(u, v):
     return float(sum(float(a) * float(b) for a, b in zip(u, v)))
 
 
-def distance(s):
-    """Euclidean distance of two unit vectors with similarity `s`."""
-    return math.sqrt(max(2.0 - 2.0 * s, 0.0))
+def distance(u, v):
+    """Euclidean distance of two unit vectors, from their difference: exactly
+    0 for coincident points (PML 1.3.0 computes it so on small batches)."""
+    return math.sqrt(sum((float(a) - float(b)) ** 2 for a, b in zip(u, v)))
 
 
 def average_non_zero(values):
@@ -174,7 +175,7 @@ def contrastive_clean(labels, embeddings, pos_margin=0.0, neg_margin=0.5):
         for b in range(len(labels)):
             if a == b:
                 continue
-            d = distance(similarity(unit[a], unit[b]))
+            d = distance(unit[a], unit[b])
             if labels[a] == labels[b]:
                 pos.append(max(d - pos_margin, 0.0))
             else:
@@ -188,7 +189,7 @@ def contrastive_mixed(labels, embeddings, strategy, scoring, lam,
     unit = normalize(embeddings)
     pos, neg = [], []
     for a, (i, j), y in scored_entries(labels, strategy, scoring, lam):
-        d = distance(similarity(unit[a], mix_vector(unit, i, j, lam)))
+        d = distance(unit[a], mix_vector(unit, i, j, lam))
         pos.append(y * max(d - pos_margin, 0.0))
         neg.append((1.0 - y) * max(neg_margin - d, 0.0))
     return average_non_zero(pos) + average_non_zero(neg)

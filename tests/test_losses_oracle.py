@@ -10,6 +10,7 @@ Two parts:
    batches of singletons, pairs, class-balanced batches and random labels.
 """
 
+import contextlib
 import math
 import os
 
@@ -540,3 +541,28 @@ def test_lam_at_its_bounds(loss, lam, scoring):
         got = library_loss(loss, tf.constant(labels), tf.constant(x),
                            tf.constant(q), spec)
     np.testing.assert_allclose(float(got), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("pure_tf", [False, True])
+def test_contrastive_duplicated_rows_have_distance_exactly_zero(dtype, fused, pure_tf):
+    # A batch holding each image twice: the coincident positives are at
+    # distance 0 and add nothing to "average non-zero" (the reference's
+    # value); float32 similarity rounding must not turn them into ~3e-4.
+    tf = _tf()
+    import metrix_tf
+    from metrix_tf import losses
+    if (fused or not pure_tf) and metrix_tf.ops.backend() != "compiled":
+        pytest.skip("the compiled op is not loaded")
+    rows = [0, 0, 1, 1, 2, 2, 3, 3]
+    labels = [0, 0, 1, 1, 2, 2, 0, 0]  # rows 0, 1, 6, 7: two distinct points
+    x = oracle.clustered_embeddings([0, 1, 2, 0], dim=16, seed=9)[rows]
+    expected = oracle.contrastive(labels, x)
+    # 8 of the 12 positive pairs are coincident: counting them (at d ~ 3e-4)
+    # would divide the positive part by 12 instead of 4.
+    assert oracle.contrastive_clean(labels, x) > 0.1
+    context = metrix_tf.ops.use_pure_tf() if pure_tf else contextlib.nullcontext()
+    with context:
+        got = losses.contrastive(tf.constant(labels), tf.constant(x, dtype), fused=fused)
+    np.testing.assert_allclose(float(got), expected, rtol=1e-5 if dtype == "float32" else 1e-12)

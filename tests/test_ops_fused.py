@@ -297,3 +297,26 @@ def test_fused_scalar_argument_errors():
         ops.soft_label_exp_reductions(*inputs, [1.0, 2.0], 0.0, 1.0, 0.0)
     with pytest.raises(ValueError, match="neg_margin must be a scalar"):
         ops.soft_label_contrastive_reductions(*inputs, 0.0, [0.5])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_coincident_points_are_at_distance_zero_in_op_and_pure_tf(dtype):
+    # Every row twice, scored against itself (no self-exclusion): the
+    # coincident entries have d = 0, so they are no positive term, while
+    # float32 rounding of s = x . x alone would give d ~ 3e-4.
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(6, 64)).astype(dtype)
+    x = np.repeat(x / np.linalg.norm(x, axis=1, keepdims=True), 2, axis=0)
+    labels = np.repeat(np.arange(6), 2).astype(np.int32)
+    args = (x, labels, x, labels, labels, np.ones(12, dtype), 0.0, 0.5)
+    with ops.use_pure_tf():
+        pure = ops.soft_label_contrastive_reductions(*args)
+    np.testing.assert_array_equal(np.asarray(pure.pos_count), np.zeros(12))
+    np.testing.assert_array_equal(np.asarray(pure.pos_sum), np.zeros(12))
+    s = ops.soft_label_similarity(x, labels, x, labels, labels, np.ones(12, dtype))[0]
+    np.testing.assert_array_equal(
+        np.asarray(ops.distance_from_similarity(s))[np.arange(12), np.arange(12) ^ 1], 0.0)
+    if COMPILED:
+        fused = ops.soft_label_contrastive_reductions(*args)
+        assert_results_close(fused, pure, 1e-6, 1e-7)
+        np.testing.assert_array_equal(np.asarray(fused.pos_count), np.zeros(12))

@@ -25,7 +25,8 @@ Two kinds:
   (y == 0) iff s + epsilon > min_pos[i]; fractional labels are always kept.
 
 - "contrastive", `soft_label_contrastive_reductions`: with
-  d = sqrt(max(2 - 2 s, 0)) (gradient 0 where 2 - 2 s <= 0),
+  d = sqrt(2 - 2 s), exactly 0 (gradient 0) for coincident points
+  (`distance_from_similarity`),
 
       pos_sum[i] = sum_j w+ relu(d_ij - pos_margin)
       neg_sum[i] = sum_j w- relu(neg_margin - d_ij)
@@ -46,6 +47,7 @@ import tensorflow as tf
 from metrix_tf.ops import _loader
 from metrix_tf.ops._inputs import cast_results
 from metrix_tf.ops._inputs import prepare_pair_inputs
+from metrix_tf.ops.soft_label_similarity import distance_from_similarity
 from metrix_tf.ops.soft_label_similarity import pair_weights
 from metrix_tf.ops.soft_label_similarity import soft_label_similarity_reference
 
@@ -298,9 +300,7 @@ def contrastive_reductions_from_similarity(
     y = tf.stop_gradient(tf.cast(soft_labels, dtype))
     pos_margin = _scalar(pos_margin, dtype, "pos_margin")
     neg_margin = _scalar(neg_margin, dtype, "neg_margin")
-    squared = 2.0 - 2.0 * similarity
-    positive = squared > 0.0
-    distance = tf.where(positive, tf.sqrt(tf.where(positive, squared, 1.0)), 0.0)
+    distance = distance_from_similarity(similarity)
     w_pos, w_neg = pair_weights(y)
     pos_terms = w_pos * tf.nn.relu(distance - pos_margin)
     neg_terms = w_neg * tf.nn.relu(neg_margin - distance)

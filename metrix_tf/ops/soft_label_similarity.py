@@ -22,6 +22,7 @@ Keras loss or layer that calls it must set `supports_jit = False`, and a
 `tf.function(jit_compile=True)` must not call it.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from metrix_tf.ops import _loader
@@ -155,3 +156,32 @@ def pair_weights(soft_labels):
         tf.where(scored, soft_labels, zeros),
         tf.where(scored, 1.0 - soft_labels, zeros),
     )
+
+
+# 2 - 2 s at or below this many machine epsilons is the rounding error of the
+# similarity of two coincident unit vectors (measured up to 20 in float32 for
+# D = 512): their distance is exactly 0. The compiled kernels use the same
+# bound (CoincidentBound in cc/soft_label_similarity_math.h).
+COINCIDENT_EPSILONS = 64
+
+
+def distance_from_similarity(similarity):
+    """Euclidean distance `sqrt(2 - 2 s)` of unit vectors with cosine `s`.
+
+    Coincident points (2 - 2 s within `COINCIDENT_EPSILONS` machine epsilons
+    of 0) are at distance exactly 0, as the reference computes it from the
+    vectors: float32 rounds the similarity of a vector with itself to about
+    1 - 6e-8, which would otherwise give a distance of about 3e-4, a
+    non-zero term for "average non-zero" reductions. The gradient is 0
+    there (no infinity).
+
+    Args:
+        similarity: float tensor of cosine similarities.
+
+    Returns:
+        A float tensor of the same shape and dtype.
+    """
+    squared = 2.0 - 2.0 * similarity
+    bound = COINCIDENT_EPSILONS * np.finfo(similarity.dtype.as_numpy_dtype).eps
+    apart = squared > bound
+    return tf.where(apart, tf.sqrt(tf.where(apart, squared, 1.0)), 0.0)
