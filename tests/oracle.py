@@ -163,6 +163,35 @@ def _log1p_sum(terms):
     return math.log1p(sum(terms))
 
 
+def log_sum_exp(exponents):
+    """log(sum_j exp(e_j)) of a non-empty list, shifted by its maximum."""
+    top = max(exponents)
+    return top + math.log(sum(math.exp(e - top) for e in exponents))
+
+
+def anchor_candidates(labels, embeddings, mix=None, strategy=None):
+    """{anchor: [(unit candidate vector, y), ...]} for the pairwise losses.
+
+    Clean (`mix` None): every other example b of the batch, y = [label_b ==
+    label_a]. With a `MixSpec` and one of its strategies: the mixes scored
+    for that anchor (`scored_entries`), with their soft labels. Anchors with
+    no candidate are absent.
+    """
+    labels = _as_labels(labels)
+    unit = normalize(embeddings)
+    candidates = {}
+    if mix is None:
+        for a in range(len(labels)):
+            for b in range(len(labels)):
+                if b != a:
+                    y = float(labels[b] == labels[a])
+                    candidates.setdefault(a, []).append((unit[b], y))
+        return candidates
+    for a, (i, j), y in scored_entries(labels, strategy, mix.scoring, mix.lam):
+        candidates.setdefault(a, []).append((mix_vector(unit, i, j, mix.lam), y))
+    return candidates
+
+
 # ------------------------------------------------------------ contrastive
 
 
@@ -381,3 +410,4 @@ def clustered_embeddings(labels, dim=4, seed=0):
     x = np.ones(dim) + 0.9 * centers[labels] + 0.5 * rng.normal(
         size=(len(labels), dim))
     return x * rng.uniform(0.5, 3.0, size=(len(labels), 1))
+

@@ -115,10 +115,10 @@ def tiny_model(metrix, seed=0):
     return metrix_tf.models.EmbeddingModel(backbone, embedding_dim=16, metrix=metrix)
 
 
+# Every registered loss, with its defaults (6 classes, 16-d embeddings).
 LOSSES = {
-    "contrastive": lambda m: metrix_tf.losses.ContrastiveLoss(metrix=m),
-    "multi_similarity": lambda m: metrix_tf.losses.MultiSimilarityLoss(metrix=m),
-    "proxy_anchor": lambda m: metrix_tf.losses.ProxyAnchorLoss(6, 16, metrix=m),
+    entry.name: (lambda m, entry=entry: entry.make(metrix=m, num_classes=6, embedding_dim=16))
+    for entry in metrix_tf.losses.registry.entries()
 }
 
 

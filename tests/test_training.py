@@ -32,10 +32,10 @@ def small_model(dim_in=16, dim_out=8, seed=0):
     return metrix_tf.models.MetricModel(inputs, keras.layers.Dense(dim_out)(hidden))
 
 
+# Every registered loss, with its defaults (12 classes, 8-d embeddings).
 LOSSES = {
-    "contrastive": lambda m: metrix_tf.losses.ContrastiveLoss(metrix=m),
-    "multi_similarity": lambda m: metrix_tf.losses.MultiSimilarityLoss(metrix=m),
-    "proxy_anchor": lambda m: metrix_tf.losses.ProxyAnchorLoss(12, 8, metrix=m),
+    entry.name: (lambda m, entry=entry: entry.make(metrix=m, num_classes=12, embedding_dim=8))
+    for entry in metrix_tf.losses.registry.entries()
 }
 
 
@@ -49,7 +49,7 @@ def test_fit_lowers_loss_and_improves_retrieval(name, with_metrix):
     model.compile(keras.optimizers.Adam(1e-2), loss=loss)
     before = recall_at_1(model.predict(x, verbose=0), y)
     proxies_before = (
-        np.array(loss.proxies.numpy()) if name == "proxy_anchor" else None
+        np.array(loss.proxies.numpy()) if hasattr(loss, "proxies") else None
     )
     history = model.fit(x, y, batch_size=48, epochs=8, verbose=0, shuffle=True)
     losses = history.history["loss"]

@@ -52,6 +52,7 @@ import inspect
 import textwrap
 
 import keras
+import tensorflow as tf
 
 from metrix_tf.losses import registry
 from metrix_tf.losses.metric_loss import MetricLoss
@@ -147,6 +148,17 @@ class LossDeclaration:
 
     def ratios(self, statistics, clean):
         raise NotImplementedError
+
+
+def average_non_zero(values):
+    """The `(numerator, denominator)` of "average of the non-zero entries"
+    (pytorch-metric-learning's `AvgNonZeroReducer`) of a tensor of terms:
+    the sum of the strictly positive ones and their count."""
+    positive = values > 0.0
+    return (
+        tf.reduce_sum(tf.where(positive, values, tf.zeros_like(values))),
+        tf.reduce_sum(tf.cast(positive, values.dtype)),
+    )
 
 
 _POSITIONAL = inspect.Parameter.POSITIONAL_OR_KEYWORD

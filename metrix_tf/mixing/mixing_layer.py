@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from metrix_tf.mixing.metrix import Metrix
+from metrix_tf.mixing.metrix import check_metrix
 from metrix_tf.mixing.pair_selection import cap_mixes
 
 
@@ -24,9 +24,8 @@ class MixingLayer(keras.layers.Layer):
 
     def __init__(self, metrix, max_mixes=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(metrix, dict):
-            metrix = keras.saving.deserialize_keras_object(metrix)
-        if not isinstance(metrix, Metrix):
+        metrix = check_metrix(metrix)
+        if metrix is None:
             raise TypeError(
                 f"Argument `metrix` must be a `metrix_tf.Metrix`. Received: metrix={metrix!r}"
             )

@@ -18,6 +18,7 @@ from metrix_tf.ops.pair_reductions import soft_label_contrastive_reductions
 from metrix_tf.ops.pair_reductions import soft_label_contrastive_reductions_reference
 from metrix_tf.ops.pair_reductions import soft_label_exp_reductions
 from metrix_tf.ops.pair_reductions import soft_label_exp_reductions_reference
+from metrix_tf.ops.pair_reductions import weighted_log_sum_exp
 from metrix_tf.ops.soft_label_similarity import NOT_A_PAIR
 from metrix_tf.ops.soft_label_similarity import distance_from_similarity
 from metrix_tf.ops.soft_label_similarity import pair_weights

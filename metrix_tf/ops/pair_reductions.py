@@ -86,16 +86,39 @@ def _scalar(value, dtype, name):
 # ------------------------------------------------------------ "exp" kind --
 
 
-def _log1p_sum_exp(weights, exponents):
-    """log(1 + sum_j w_j exp(e_j)) over the last axis, stable, w >= 0."""
+def weighted_log_sum_exp(weights, exponents, add_one=False):
+    """log(sum_j w_j exp(e_j)) over the last axis, stable, for w >= 0.
+
+    Entries with w = 0 are skipped. With `add_one`, the sum starts at 1
+    (log(1 + sum ...), the "exp" kind's terms). Without it, a row with no
+    entry gives 0 (log 1) instead of -inf, with a zero gradient: callers
+    mask such rows.
+
+    Args:
+        weights: float tensor, non-negative.
+        exponents: float tensor of the same shape.
+
+    Returns:
+        A float tensor with the last axis reduced.
+    """
     dtype = exponents.dtype
     used = weights > 0.0
     masked = tf.where(used, exponents, tf.constant(-np.inf, dtype))
     # The result does not depend on the shift: keep it out of the gradient.
-    shift = tf.stop_gradient(tf.maximum(tf.reduce_max(masked, axis=-1), 0.0))
-    total = tf.exp(-shift) + tf.reduce_sum(
-        tf.where(used, weights * tf.exp(masked - shift[..., None]), 0.0), axis=-1
+    top = tf.reduce_max(masked, axis=-1)
+    if add_one:
+        top = tf.maximum(top, 0.0)
+    else:
+        top = tf.where(tf.math.is_finite(top), top, 0.0)
+    shift = tf.stop_gradient(top)
+    total = tf.reduce_sum(
+        tf.where(used, weights * tf.exp(masked - shift[..., None]), 0.0),
+        axis=-1,
     )
+    if add_one:
+        total += tf.exp(-shift)
+    else:
+        total = tf.where(total > 0.0, total, 1.0)
     return shift + tf.math.log(total)
 
 
@@ -144,8 +167,8 @@ def exp_reductions_from_similarity(
         )
         w_pos = tf.where(keep_pos, w_pos, 0.0)
         w_neg = tf.where(keep_neg, w_neg, 0.0)
-    lse_pos = _log1p_sum_exp(w_pos, -scale_pos * (s - shift_pos))
-    lse_neg = _log1p_sum_exp(w_neg, scale_neg * (s - shift_neg))
+    lse_pos = weighted_log_sum_exp(w_pos, -scale_pos * (s - shift_pos), add_one=True)
+    lse_neg = weighted_log_sum_exp(w_neg, scale_neg * (s - shift_neg), add_one=True)
     return ExpReductions(
         lse_pos=lse_pos,
         lse_neg=lse_neg,
