@@ -411,3 +411,53 @@ def clustered_embeddings(labels, dim=4, seed=0):
         size=(len(labels), dim))
     return x * rng.uniform(0.5, 3.0, size=(len(labels), 1))
 
+
+# ---------------------------------------------------------- triplet margin
+
+
+def triplet_margin_terms(anchor, candidates, margin=0.05, selection="all"):
+    """The weighted triplet terms of one anchor.
+
+    `candidates` is a list of (unit vector, y). "all": every ordered pair of
+    distinct candidates (j, k) with weight y_j (1 - y_k) > 0 gives
+    w relu(d_j - d_k + margin); "semi_hard" keeps those with
+    0 < d_k - d_j <= margin; "hard": one term, the farthest positive
+    (y == 1) against the nearest negative (y == 0).
+    """
+    d = [distance(anchor, v) for v, _ in candidates]
+    y = [y for _, y in candidates]
+    if selection == "hard":
+        pos = [d[j] for j in range(len(d)) if y[j] == 1.0]
+        neg = [d[k] for k in range(len(d)) if y[k] == 0.0]
+        return [max(max(pos) - min(neg) + margin, 0.0)] if pos and neg else []
+    terms = []
+    for j in range(len(d)):
+        for k in range(len(d)):
+            weight = y[j] * (1.0 - y[k])
+            if j == k or weight == 0.0:
+                continue
+            if selection == "semi_hard" and not 0.0 < d[k] - d[j] <= margin:
+                continue
+            terms.append(weight * max(d[j] - d[k] + margin, 0.0))
+    return terms
+
+
+def triplet_margin(labels, embeddings, margin=0.05, selection="all", mix=None):
+    """PML 1.3.0 TripletMarginLoss (average of the non-zero triplet terms)
+    over the clean triplets selected, + sum_k weight_k of the same over each
+    strategy's mixes (every weighted triplet, no selection)."""
+    total = average_non_zero([
+        term
+        for a, cands in anchor_candidates(labels, embeddings).items()
+        for term in triplet_margin_terms(normalize(embeddings)[a], cands, margin, selection)
+    ])
+    if mix is not None:
+        unit = normalize(embeddings)
+        for strategy in mix.strategies():
+            terms = [
+                term
+                for a, cands in anchor_candidates(labels, embeddings, mix, strategy).items()
+                for term in triplet_margin_terms(unit[a], cands, margin)
+            ]
+            total += mix.weight_of(strategy) * average_non_zero(terms)
+    return total
