@@ -461,3 +461,40 @@ def triplet_margin(labels, embeddings, margin=0.05, selection="all", mix=None):
             ]
             total += mix.weight_of(strategy) * average_non_zero(terms)
     return total
+
+
+# -------------------------------------------------- supervised contrastive
+
+
+def supervised_contrastive_term(anchor, candidates, temperature=0.1):
+    """-sum_j y_j log softmax_j(s / t) / sum_j y_j; 0 without positives."""
+    positives = sum(y for _, y in candidates)
+    if positives == 0.0:
+        return 0.0
+    logits = [similarity(anchor, v) / temperature for v, _ in candidates]
+    lse = log_sum_exp(logits)
+    return -sum(y * (logit - lse) for (_, y), logit in zip(candidates, logits)) / positives
+
+
+def supervised_contrastive(labels, embeddings, temperature=0.1, mix=None):
+    """PML 1.3.0 SupConLoss (average of the non-zero anchor losses; 0 for a
+    batch without positive or negative pairs) + sum_k weight_k of the same
+    form over each strategy's mixes, the positive weights being the soft
+    labels."""
+    labels = _as_labels(labels)
+    unit = normalize(embeddings)
+    pairs = [labels[a] == labels[b] for a in range(len(labels))
+             for b in range(len(labels)) if a != b]
+    total = 0.0
+    if any(pairs) and not all(pairs):
+        total = average_non_zero([
+            supervised_contrastive_term(unit[a], cands, temperature)
+            for a, cands in anchor_candidates(labels, embeddings).items()
+        ])
+    if mix is not None:
+        for strategy in mix.strategies():
+            total += mix.weight_of(strategy) * average_non_zero([
+                supervised_contrastive_term(unit[a], cands, temperature)
+                for a, cands in anchor_candidates(labels, embeddings, mix, strategy).items()
+            ])
+    return total
