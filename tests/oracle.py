@@ -498,3 +498,48 @@ def supervised_contrastive(labels, embeddings, temperature=0.1, mix=None):
                 for a, cands in anchor_candidates(labels, embeddings, mix, strategy).items()
             ])
     return total
+
+
+# ------------------------------------------------------------------ circle
+
+
+def circle_term(anchor, candidates, margin=0.4, gamma=80.0, weights_from=None):
+    """softplus(lse_pos + lse_neg) of one anchor; 0 without a positive or a
+    negative. `weights_from` (default: `candidates`) gives the similarities
+    of the self-paced weights, which carry no gradient: finite differences
+    pass the unperturbed candidates there."""
+    weights_from = candidates if weights_from is None else weights_from
+    pos, neg = [], []
+    for (v, y), (w, _) in zip(candidates, weights_from):
+        s, s_fixed = similarity(anchor[0], v), similarity(anchor[1], w)
+        if y > 0.0:
+            pos.append(math.log(y) - gamma * max(1.0 + margin - s_fixed, 0.0) * (s - (1.0 - margin)))
+        if y < 1.0:
+            neg.append(math.log(1.0 - y) + gamma * max(s_fixed + margin, 0.0) * (s - margin))
+    if not pos or not neg:
+        return 0.0
+    x = log_sum_exp(pos) + log_sum_exp(neg)
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))  # softplus
+
+
+def circle(labels, embeddings, margin=0.4, gamma=80.0, mix=None, weight_embeddings=None):
+    """PML 1.3.0 CircleLoss (average of the non-zero anchor losses) + sum_k
+    weight_k of the same over each strategy's mixes, with soft labels
+    weighting the positive and negative sums. `weight_embeddings` (default:
+    `embeddings`) feed the weights only (see `circle_term`)."""
+    fixed = embeddings if weight_embeddings is None else weight_embeddings
+    unit, unit_fixed = normalize(embeddings), normalize(fixed)
+
+    def part(candidates, candidates_fixed):
+        return average_non_zero([
+            circle_term((unit[a], unit_fixed[a]), cands, margin, gamma, candidates_fixed[a])
+            for a, cands in candidates.items()
+        ])
+
+    total = part(anchor_candidates(labels, embeddings), anchor_candidates(labels, fixed))
+    if mix is not None:
+        for strategy in mix.strategies():
+            total += mix.weight_of(strategy) * part(
+                anchor_candidates(labels, embeddings, mix, strategy),
+                anchor_candidates(labels, fixed, mix, strategy))
+    return total
