@@ -14,9 +14,9 @@ import oracle
 from metrix_tf import losses
 from test_losses_oracle import BATCHES
 from test_losses_oracle import MIXES
+from loss_checks import CASES
+from loss_checks import assert_value_and_gradient
 from test_losses_oracle import make_metrix
-
-MIX_CASES = ["clean", "pn_per_anchor", "an_all_pairs", "both_per_anchor", "both_all_pairs"]
 
 
 def _circle(angles_deg):
@@ -56,25 +56,14 @@ def test_oracle_hard_selection_by_hand():
     assert terms == [pytest.approx(_chord(50) - _chord(30) + 0.05, rel=1e-12)]
 
 
-CASES = [(b, m) for b in BATCHES for m in MIX_CASES]
-
-
 @pytest.mark.parametrize("batch,mix", CASES)
 def test_value_and_gradient_match_oracle(batch, mix):
-    labels = BATCHES[batch]
-    x0 = oracle.clustered_embeddings(labels)
-    spec = MIXES[mix]
-    x = tf.constant(x0)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        value = losses.triplet_margin(tf.constant(labels), x, metrix=make_metrix(spec))
-    expected = oracle.triplet_margin(labels, x0, mix=spec)
-    np.testing.assert_allclose(float(value), expected, rtol=1e-9, atol=1e-12)
-    grad = tape.gradient(value, x)
-    want = oracle.numerical_gradient(lambda z: oracle.triplet_margin(labels, z, mix=spec), x0)
-    scale = max(1.0, float(np.abs(want).max()))
-    np.testing.assert_allclose(np.zeros_like(x0) if grad is None else grad.numpy(), want,
-                               rtol=1e-5, atol=1e-6 * scale)
+    labels, spec = BATCHES[batch], MIXES[mix]
+    assert_value_and_gradient(
+        lambda x: losses.triplet_margin(tf.constant(labels), x, metrix=make_metrix(spec)),
+        lambda z: oracle.triplet_margin(labels, z, mix=spec),
+        oracle.clustered_embeddings(labels),
+    )
 
 
 @pytest.mark.parametrize("selection", ["semi_hard", "hard"])

@@ -33,7 +33,6 @@ class Circle(LossDeclaration):
     )
     references = (
         ("Sun et al., 2020", "https://arxiv.org/abs/2002.10857"),
-        ("Venkataramanan et al., 2022", "https://arxiv.org/abs/2106.04990"),
     )
 
     def row_statistics(self, similarity, soft_labels, clean):

@@ -33,7 +33,6 @@ class Contrastive(LossDeclaration):
     )
     references = (
         ("Hadsell et al., 2006", "http://yann.lecun.com/exdb/publis/pdf/hadsell-chopra-lecun-06.pdf"),
-        ("Venkataramanan et al., 2022", "https://arxiv.org/abs/2106.04990"),
     )
 
     def row_statistics(self, similarity, soft_labels, clean):

@@ -109,7 +109,8 @@ class LossDeclaration:
         uses_proxies: the anchors are trainable class proxies (the class then
             owns a proxy table and the function takes `proxies`) instead of
             the batch examples.
-        references: `(text, url)` pairs for the docstrings.
+        references: `(text, url)` pairs for the docstrings (the Metrix
+            paper is added after them).
 
     An instance holds validated hyper-parameter values as attributes.
 
@@ -196,10 +197,13 @@ def _hyper_lines(declaration):
     return lines
 
 
+# Every loss here comes with Metrix: its paper closes each reference list.
+METRIX_REFERENCE = ("Venkataramanan et al., 2022", "https://arxiv.org/abs/2106.04990")
+
+
 def _references(declaration):
-    return _section(
-        "Reference", [f"- [{text}]({url})" for text, url in declaration.references]
-    )
+    references = tuple(declaration.references) + (METRIX_REFERENCE,)
+    return _section("Reference", [f"- [{text}]({url})" for text, url in references])
 
 
 def _common(declaration):

@@ -34,7 +34,6 @@ class MultiSimilarity(LossDeclaration):
     )
     references = (
         ("Wang et al., 2019", "https://arxiv.org/abs/1904.06627"),
-        ("Venkataramanan et al., 2022", "https://arxiv.org/abs/2106.04990"),
     )
 
     def _arguments(self, clean):

@@ -33,7 +33,6 @@ class ProxyAnchor(LossDeclaration):
     )
     references = (
         ("Kim et al., 2020", "https://arxiv.org/abs/2003.13911"),
-        ("Venkataramanan et al., 2022", "https://arxiv.org/abs/2106.04990"),
     )
 
     def _scales(self):

@@ -33,7 +33,6 @@ class SupervisedContrastive(LossDeclaration):
     )
     references = (
         ("Khosla et al., 2020", "https://arxiv.org/abs/2004.11362"),
-        ("Venkataramanan et al., 2022", "https://arxiv.org/abs/2106.04990"),
     )
 
     def row_statistics(self, similarity, soft_labels, clean):

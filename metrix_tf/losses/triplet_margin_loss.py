@@ -38,7 +38,6 @@ class TripletMargin(LossDeclaration):
     references = (
         ("Weinberger and Saul, 2009", "https://www.jmlr.org/papers/v10/weinberger09a.html"),
         ("Schroff et al., 2015", "https://arxiv.org/abs/1503.03832"),
-        ("Venkataramanan et al., 2022", "https://arxiv.org/abs/2106.04990"),
     )
 
     def row_statistics(self, similarity, soft_labels, clean):
