@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import metrix_tf
 import oracle
 from metrix_tf import losses
 from test_losses_oracle import BATCHES
@@ -80,3 +81,28 @@ def test_loss_class_in_float32_and_round_trip():
     assert (restored.margin, restored.gamma) == (0.25, 32.0)
     with pytest.raises(ValueError, match="gamma=-1"):
         losses.CircleLoss(gamma=-1)
+
+
+def test_fit_with_metrix_lowers_the_clean_loss_and_improves_retrieval():
+    # With Metrix the total includes the mixed term's floor (see
+    # test_training.FIT_CASES): the clean loss of the data must fall.
+    from test_training import clustered_problem
+    from test_training import recall_at_1
+    from test_training import small_model
+
+    x, y = clustered_problem()
+    model = small_model()
+    model.compile(keras.optimizers.Adam(1e-2),
+                  loss=losses.CircleLoss(metrix=metrix_tf.Metrix(level="embedding", seed=1)))
+    clean = losses.CircleLoss()
+
+    def clean_loss_and_recall():
+        embeddings = model.predict(x, verbose=0)
+        return float(clean(tf.constant(y), tf.constant(embeddings))), recall_at_1(embeddings, y)
+
+    loss_before, recall_before = clean_loss_and_recall()
+    history = model.fit(x, y, batch_size=48, epochs=8, verbose=0, shuffle=True)
+    assert np.all(np.isfinite(history.history["loss"]))
+    loss_after, recall_after = clean_loss_and_recall()
+    assert loss_after < 0.8 * loss_before, (loss_before, loss_after)
+    assert recall_after > recall_before + 0.05, (recall_before, recall_after)
