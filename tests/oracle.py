@@ -72,9 +72,13 @@ def similarity(u, v):
 
 
 def distance(u, v):
-    """Euclidean distance of two unit vectors, from their difference: exactly
-    0 for coincident points (PML 1.3.0 computes it so on small batches)."""
-    return math.sqrt(sum((float(a) - float(b)) ** 2 for a, b in zip(u, v)))
+    """Euclidean distance of two unit vectors, sqrt(2 - 2 s): exactly 0 for
+    coincident points (identical non-zero vectors), as PML 1.3.0 computes it
+    from the vectors. A zero row (similarity 0 to everything) is at sqrt(2)."""
+    u, v = np.asarray(u), np.asarray(v)
+    if np.array_equal(u, v) and np.any(u != 0):
+        return 0.0
+    return math.sqrt(max(2.0 - 2.0 * similarity(u, v), 0.0))
 
 
 def average_non_zero(values):
