@@ -4,7 +4,12 @@ Every build (`pip install .`, `pip install -e .`, a wheel) compiles
 cc/*.cc with g++ against the TensorFlow it builds with (tf.sysconfig flags)
 into metrix_tf/ops/_soft_label_similarity_ops.so. With METRIX_TF_CUDA=1 and
 nvcc found (NVCC, CUDA_HOME/bin/nvcc, PATH, /usr/local/cuda/bin), the CUDA
-kernels are compiled and linked in too. For a source tree:
+kernels are compiled and linked in too. They link no CUDA library: the CUDA
+runtime API they call is the one libtensorflow_framework exports (TensorFlow's
+stub over the libcudart.so.12 of its GPU wheels, nvidia-cuda-runtime-cu12), and
+cuBLAS is loaded at run time, the libcublas.so.12 TensorFlow loaded
+(cc/cublas_gemm.h): the op and TensorFlow share one CUDA runtime and one cuBLAS.
+For a source tree:
 
     python setup.py build_ext --inplace
 """
@@ -28,8 +33,9 @@ OP_LIBRARY = "metrix_tf.ops._soft_label_similarity_ops"
 CPU_SOURCES = ["cc/soft_label_similarity_ops.cc", "cc/gemm_dispatch.cc"]
 GEMM_SOURCE = "cc/gemm_kernels.cc"
 GPU_SOURCES = ["cc/soft_label_similarity_ops_gpu.cc"]
-CUDA_SOURCES = ["cc/soft_label_similarity_kernels.cu"]
+CUDA_SOURCES = ["cc/soft_label_similarity_kernels.cu", "cc/cublas_gemm.cu"]
 HEADERS = [
+    "cc/cublas_gemm.h",
     "cc/gemm.h",
     "cc/soft_label_similarity_kernels.h",
     "cc/soft_label_similarity_math.h",
@@ -67,24 +73,6 @@ def find_nvcc():
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     return None
-
-
-def _cuda_library_dir(nvcc):
-    """The directory holding libcudart_static.a next to nvcc's toolkit."""
-    roots = [os.environ.get("CUDA_HOME", "")]
-    # nvcc may be a wrapper script (exec /usr/local/cuda-X/bin/nvcc "$@").
-    with open(nvcc, "rb") as f:
-        head = f.read(4096)
-    if head.startswith(b"#!"):
-        for token in shlex.split(head.decode(errors="ignore")):
-            if token.endswith("/bin/nvcc"):
-                roots.append(os.path.dirname(os.path.dirname(token)))
-    roots += [os.path.dirname(os.path.dirname(os.path.realpath(nvcc))), "/usr/local/cuda"]
-    for root in roots:
-        for sub in ("lib64", "lib", "targets/x86_64-linux/lib"):
-            if root and os.path.exists(os.path.join(root, sub, "libcudart_static.a")):
-                return os.path.join(root, sub)
-    raise RuntimeError(f"metrix_tf: libcudart_static.a not found next to {nvcc}")
 
 
 def _run(command):
@@ -178,7 +166,6 @@ class BuildTensorFlowOps(build_ext):
                     "(set NVCC or CUDA_HOME, or unset METRIX_TF_CUDA)"
                 )
             compile_cxx(GPU_SOURCES[0], ["-DGOOGLE_CUDA=1"], "soft_label_similarity_ops_gpu")
-            obj = os.path.join(temp, "soft_label_similarity_kernels.cu.o")
             archs = [a.strip() for a in
                      os.environ.get("METRIX_TF_CUDA_ARCHS", ",".join(CUDA_ARCHS)).split(",")
                      if a.strip()]
@@ -186,13 +173,14 @@ class BuildTensorFlowOps(build_ext):
             for arch in archs:
                 gencode += ["-gencode", f"arch=compute_{arch},code=sm_{arch}"]
             gencode += ["-gencode", f"arch=compute_{archs[-1]},code=compute_{archs[-1]}"]
-            jobs.append((
-                [nvcc, "-O3", "-std=c++17", "-I" + HERE, "-Xcompiler", "-fPIC",
-                 "--expt-relaxed-constexpr", *gencode, "-c", CUDA_SOURCES[0], "-o", obj],
-                obj,
-            ))
-            link_extra = ["-L" + _cuda_library_dir(nvcc), "-lcudart_static", "-ldl", "-lrt",
-                          "-lpthread"]
+            for source in CUDA_SOURCES:
+                obj = os.path.join(temp, os.path.basename(source) + ".o")
+                jobs.append((
+                    [nvcc, "-O3", "-std=c++17", "-I" + HERE, "-Xcompiler", "-fPIC",
+                     "--expt-relaxed-constexpr", *gencode, "-c", source, "-o", obj],
+                    obj,
+                ))
+            link_extra = ["-ldl"]  # cublas_gemm.cu dlopen()s cuBLAS
         workers = max(1, min(len(jobs), os.cpu_count() or 1))
         with concurrent.futures.ThreadPoolExecutor(workers) as pool:
             list(pool.map(compile_job, jobs))

@@ -5,9 +5,13 @@
 //
 // For float and double, int32 and int64 labels, with and without
 // exclude_self and the miner, it compares every launcher of
-// soft_label_similarity_kernels.cu with a host computation built from the
-// same soft_label_similarity_math.h / _rows.h functions (naive dot
-// products), and exits non-zero on the first mismatch.
+// soft_label_similarity_kernels.cu (cuBLAS GEMMs + our epilogue and
+// reduction kernels; fused reductions with one strip and with strips of 7
+// rows) with a host computation built from the same
+// soft_label_similarity_math.h / _rows.h functions (naive dot products), and
+// exits non-zero on any mismatch. cuBLAS is found as the op finds it
+// (cc/cublas_gemm.h): set METRIX_TF_CUBLAS=/path/to/libcublas.so.N if it is
+// not on the library path.
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -17,6 +21,7 @@
 #include <random>
 #include <vector>
 
+#include "cc/cublas_gemm.h"
 #include "cc/soft_label_similarity_kernels.h"
 #include "cc/soft_label_similarity_math.h"
 #include "cc/soft_label_similarity_rows.h"
@@ -27,10 +32,10 @@ int failures = 0;
 
 #define CHECK_CUDA(expr)                                                   \
   do {                                                                     \
-    cudaError_t error = (expr);                                            \
-    if (error != cudaSuccess) {                                            \
+    const int error = static_cast<int>(expr);                              \
+    if (error != 0) {                                                      \
       std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr,   \
-                   cudaGetErrorString(error));                             \
+                   metrix::cuda::ErrorString(error));                      \
       std::exit(2);                                                        \
     }                                                                      \
   } while (0)
@@ -77,7 +82,10 @@ void Compare(const char* what, const std::vector<T>& got,
 
 template <typename T, typename L>
 void RunCase(int64_t m, int64_t n, int64_t d, bool exclude_self, bool mine,
-             unsigned seed) {
+             unsigned seed, int64_t strip_rows) {
+  const metrix::cuda::GpuContext gpu{nullptr, false};  // default stream, no TF32
+  Device<T> strip_data(strip_rows * n);
+  const metrix::cuda::StripWorkspace<T> strip{strip_data.ptr, strip_rows};
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal;
   std::uniform_int_distribution<int> label(0, 3);
@@ -122,7 +130,7 @@ void RunCase(int64_t m, int64_t n, int64_t d, bool exclude_self, bool mine,
 
   Device<T> ds(m * n), dy(m * n);
   CHECK_CUDA(static_cast<cudaError_t>(
-      metrix::cuda::LaunchSoftLabelSimilarity<T, L>(nullptr, dev, ds.ptr, dy.ptr)));
+      metrix::cuda::LaunchSoftLabelSimilarity<T, L>(gpu, dev, ds.ptr, dy.ptr)));
   CHECK_CUDA(cudaDeviceSynchronize());
   Compare("similarity", ds.Host(), s, tol);
   Compare("soft_labels", dy.Host(), y, 0.0);
@@ -136,7 +144,7 @@ void RunCase(int64_t m, int64_t n, int64_t d, bool exclude_self, bool mine,
   Device<T> o0(m), o1(m), o2(m), o3(m), o4(m), o5(m);
   metrix::ExpOutputs<T> dev_out{o0.ptr, o1.ptr, o2.ptr, o3.ptr, o4.ptr, o5.ptr};
   CHECK_CUDA(static_cast<cudaError_t>(
-      metrix::cuda::LaunchExpReductions<T, L>(nullptr, dev, ep, dev_out)));
+      metrix::cuda::LaunchExpReductions<T, L>(gpu, dev, ep, dev_out, strip)));
   CHECK_CUDA(cudaDeviceSynchronize());
   Compare("lse_pos", o0.Host(), lse_pos, tol);
   Compare("lse_neg", o1.Host(), lse_neg, tol);
@@ -166,7 +174,7 @@ void RunCase(int64_t m, int64_t n, int64_t d, bool exclude_self, bool mine,
     }
   Device<T> dga(m * d), dgc(n * d);
   CHECK_CUDA(static_cast<cudaError_t>(metrix::cuda::LaunchExpReductionsGrad<T, L>(
-      nullptr, dev, ep, dev_grad, dga.ptr, dgc.ptr)));
+      gpu, dev, ep, dev_grad, dga.ptr, dgc.ptr, strip)));
   CHECK_CUDA(cudaDeviceSynchronize());
   Compare("exp grad_anchors", dga.Host(), ga, tol * 10);
   Compare("exp grad_candidates", dgc.Host(), gc, tol * 10);
@@ -180,7 +188,7 @@ void RunCase(int64_t m, int64_t n, int64_t d, bool exclude_self, bool mine,
   Device<T> c0(m), c1(m), c2(m), c3(m);
   metrix::ContrastiveOutputs<T> dev_c{c0.ptr, c1.ptr, c2.ptr, c3.ptr};
   CHECK_CUDA(static_cast<cudaError_t>(
-      metrix::cuda::LaunchContrastiveReductions<T, L>(nullptr, dev, cp, dev_c)));
+      metrix::cuda::LaunchContrastiveReductions<T, L>(gpu, dev, cp, dev_c, strip)));
   CHECK_CUDA(cudaDeviceSynchronize());
   Compare("pos_sum", c0.Host(), ps, tol);
   Compare("pos_count", c1.Host(), pcnt, 0.0);
@@ -199,25 +207,35 @@ void RunCase(int64_t m, int64_t n, int64_t d, bool exclude_self, bool mine,
       }
     }
   CHECK_CUDA(static_cast<cudaError_t>(metrix::cuda::LaunchContrastiveReductionsGrad<T, L>(
-      nullptr, dev, cp, dev_cg, dga.ptr, dgc.ptr)));
+      gpu, dev, cp, dev_cg, dga.ptr, dgc.ptr, strip)));
   CHECK_CUDA(cudaDeviceSynchronize());
   Compare("contrastive grad_anchors", dga.Host(), ga, tol * 10);
   Compare("contrastive grad_candidates", dgc.Host(), gc, tol * 10);
-  std::printf("%-6s %-7s m=%-4ld n=%-4ld d=%-4ld exclude_self=%d mine=%d: %s\n",
+  std::printf("%-6s %-7s m=%-4ld n=%-4ld d=%-4ld exclude_self=%d mine=%d strip=%-4ld: %s\n",
               sizeof(T) == 4 ? "float" : "double", sizeof(L) == 4 ? "int32" : "int64",
               static_cast<long>(m), static_cast<long>(n), static_cast<long>(d),
-              exclude_self, mine, failures ? "FAILURES SO FAR" : "ok");
+              exclude_self, mine, static_cast<long>(strip_rows),
+              failures ? "FAILURES SO FAR" : "ok");
 }
 
 template <typename T, typename L>
 void RunAll() {
+  struct Shape {
+    int64_t m, n, d;
+    bool exclude_self, mine;
+  };
+  const Shape shapes[] = {{67, 67, 33, true, true},   {130, 70, 1, false, false},
+                          {64, 200, 128, false, true}, {300, 257, 64, true, true},
+                          {0, 5, 8, false, false},     {5, 0, 8, false, true},
+                          {3, 4, 0, true, false}};
   unsigned seed = 1;
-  RunCase<T, L>(67, 67, 33, true, true, seed++);
-  RunCase<T, L>(130, 70, 1, false, false, seed++);
-  RunCase<T, L>(64, 200, 128, false, true, seed++);
-  RunCase<T, L>(0, 5, 8, false, false, seed++);
-  RunCase<T, L>(5, 0, 8, false, true, seed++);
-  RunCase<T, L>(3, 4, 0, true, false, seed++);
+  for (const Shape& s : shapes) {
+    // One strip (the op's choice at these sizes) and strips of 7 rows.
+    for (int64_t rows : {metrix::cuda::FusedStripRows(s.m, s.n), int64_t{7}}) {
+      RunCase<T, L>(s.m, s.n, s.d, s.exclude_self, s.mine, seed, rows);
+    }
+    ++seed;
+  }
 }
 
 }  // namespace
@@ -232,6 +250,7 @@ int main() {
   RunAll<float, int64_t>();
   RunAll<double, int32_t>();
   RunAll<double, int64_t>();
+  std::printf("cuBLAS: %s\n", metrix::cuda::CublasPath());
   if (failures) {
     std::fprintf(stderr, "%d mismatches\n", failures);
     return 1;

@@ -1,18 +1,25 @@
-// CUDA kernels of the soft-label similarity ops (no TensorFlow headers: the
+// CUDA side of the soft-label similarity ops (no TensorFlow headers: the
 // TensorFlow side, soft_label_similarity_ops_gpu.cc, passes raw pointers and
-// its cudaStream_t). Per-element math comes from the METRIX_HD functions of
-// soft_label_similarity_math.h / _rows.h, shared with the CPU kernels.
+// its cudaStream_t). The GEMMs are cuBLAS (cublas_gemm.h); the kernels here
+// are the soft-label epilogue, the per-row reductions and the per-entry
+// gradient, built from the METRIX_HD functions of soft_label_similarity_math.h
+// / _rows.h that the CPU kernels use.
 //
-// SoftLabelSimilarity: a 64 x 64 shared-memory tiled GEMM (256 threads,
-//   4 x 4 outputs each) whose epilogue writes the soft labels.
-// Fused reductions: one warp per anchor row (forward, grad_anchors) or per
-//   candidate (grad_candidates). WarpDot gives every lane the bit-identical
-//   similarity, in the same summation order in all three kernels, so the
-//   backward recomputes exactly the forward's similarities.
+// SoftLabelSimilarity: S = A C^T (one GEMM into the output), then the soft
+//   labels (one elementwise kernel).
+// Fused reductions, one strip of anchor rows at a time (StripWorkspace):
+//   forward:  S_strip = A_strip C^T (GEMM), then one warp per anchor row
+//             reduces its row of S_strip (coalesced reads, lanes merged by
+//             xor butterflies).
+//   backward: S_strip again (the same GEMM call, so the same similarities as
+//             the forward), dL/dS in place (elementwise kernel), then
+//             grad_anchors[strip] = dS C and grad_candidates += dS^T A_strip
+//             (two GEMMs).
 #include <cuda_runtime.h>
 
 #include <cstdint>
 
+#include "cc/cublas_gemm.h"
 #include "cc/soft_label_similarity_kernels.h"
 #include "cc/soft_label_similarity_math.h"
 #include "cc/soft_label_similarity_rows.h"
@@ -21,71 +28,9 @@ namespace metrix {
 namespace cuda {
 namespace {
 
-constexpr int kTile = 64;
-constexpr int kTileK = 16;
 constexpr int kThreads = 256;
-constexpr int kWarpsPerBlock = 8;
+constexpr int kWarpsPerBlock = kThreads / 32;
 constexpr unsigned kFullMask = 0xffffffffu;
-
-template <typename T, typename L>
-__global__ void SoftLabelSimilarityKernel(PairInputs<T, L> in, T* similarity,
-                                          T* soft_labels) {
-  __shared__ T a_tile[kTileK][kTile + 1];
-  __shared__ T c_tile[kTileK][kTile + 1];
-  const int tx = threadIdx.x % 16;
-  const int ty = threadIdx.x / 16;
-  const int64_t i0 = static_cast<int64_t>(blockIdx.y) * kTile;
-  const int64_t j0 = static_cast<int64_t>(blockIdx.x) * kTile;
-  T acc[4][4];
-  for (int r = 0; r < 4; ++r)
-    for (int c = 0; c < 4; ++c) acc[r][c] = T(0);
-  for (int64_t k0 = 0; k0 < in.d; k0 += kTileK) {
-    for (int l = threadIdx.x; l < kTile * kTileK; l += kThreads) {
-      const int row = l / kTileK;
-      const int k = l % kTileK;
-      const int64_t gk = k0 + k;
-      const int64_t gi = i0 + row;
-      const int64_t gj = j0 + row;
-      a_tile[k][row] =
-          (gi < in.m && gk < in.d) ? in.anchors[gi * in.d + gk] : T(0);
-      c_tile[k][row] =
-          (gj < in.n && gk < in.d) ? in.candidates[gj * in.d + gk] : T(0);
-    }
-    __syncthreads();
-#pragma unroll
-    for (int k = 0; k < kTileK; ++k) {
-      T a[4], c[4];
-      for (int r = 0; r < 4; ++r) a[r] = a_tile[k][ty + 16 * r];
-      for (int q = 0; q < 4; ++q) c[q] = c_tile[k][tx + 16 * q];
-      for (int r = 0; r < 4; ++r)
-        for (int q = 0; q < 4; ++q) acc[r][q] += a[r] * c[q];
-    }
-    __syncthreads();
-  }
-  for (int r = 0; r < 4; ++r) {
-    const int64_t i = i0 + ty + 16 * r;
-    if (i >= in.m) continue;
-    for (int q = 0; q < 4; ++q) {
-      const int64_t j = j0 + tx + 16 * q;
-      if (j >= in.n) continue;
-      similarity[i * in.n + j] = acc[r][q];
-      soft_labels[i * in.n + j] = PairSoftLabel(in, i, j);
-    }
-  }
-}
-
-// Dot product of two rows of length d by one warp; every lane returns the
-// same value (xor butterfly: both partners add the same two numbers).
-template <typename T>
-__device__ __forceinline__ T WarpDot(const T* a, const T* b, int64_t d,
-                                     int lane) {
-  T sum = T(0);
-  for (int64_t k = lane; k < d; k += 32) sum += a[k] * b[k];
-  for (int offset = 16; offset > 0; offset /= 2) {
-    sum += __shfl_xor_sync(kFullMask, sum, offset);
-  }
-  return sum;
-}
 
 template <typename T>
 __device__ __forceinline__ T Infinity();
@@ -98,71 +43,130 @@ __device__ __forceinline__ double Infinity<double>() {
   return __longlong_as_double(0x7ff0000000000000LL);
 }
 
+template <typename T>
+__device__ __forceinline__ T WarpSum(T v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    v += __shfl_xor_sync(kFullMask, v, offset);
+  }
+  return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T WarpMin(T v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    v = fmin(v, __shfl_xor_sync(kFullMask, v, offset));
+  }
+  return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T WarpMax(T v) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    v = fmax(v, __shfl_xor_sync(kFullMask, v, offset));
+  }
+  return v;
+}
+
+// Merges the lanes' log-sum-exp states; every lane returns the total.
+template <typename T>
+__device__ __forceinline__ LogSumExpState<T> WarpLogSumExp(
+    LogSumExpState<T> s) {
+  for (int offset = 16; offset > 0; offset /= 2) {
+    LogSumExpState<T> other;
+    other.max = __shfl_xor_sync(kFullMask, s.max, offset);
+    other.sum = __shfl_xor_sync(kFullMask, s.sum, offset);
+    LogSumExpMerge(&s, other);
+  }
+  return s;
+}
+
 template <typename T, typename L>
-__global__ void ExpReductionsKernel(PairInputs<T, L> in, ExpParams<T> params,
-                                    ExpOutputs<T> out) {
+__global__ void SoftLabelsKernel(PairInputs<T, L> in, T* soft_labels) {
+  const int64_t total = in.m * in.n;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       e < total; e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    soft_labels[e] = PairSoftLabel(in, e / in.n, e % in.n);
+  }
+}
+
+// One warp per anchor row r0 + r of the strip s (rows x n).
+template <typename T, typename L>
+__global__ void ExpStripKernel(PairInputs<T, L> in, ExpParams<T> params,
+                               const T* s, int64_t r0, int64_t rows,
+                               ExpOutputs<T> out) {
   const int lane = threadIdx.x % 32;
-  const int64_t i =
+  const int64_t r =
       static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (i >= in.m) return;
-  const T* a = in.anchors + i * in.d;
+  if (r >= rows) return;
+  const int64_t i = r0 + r;
+  const T* row = s + r * in.n;
   T min_pos = Infinity<T>();
   T max_neg = -Infinity<T>();
-  LogSumExpState<T> pos = LogSumExpInit<T>();
-  LogSumExpState<T> neg = LogSumExpInit<T>();
+  if (params.mine) {  // The miner needs the row's extremes first.
+    for (int64_t j = lane; j < in.n; j += 32) {
+      const T y = PairSoftLabel(in, i, j);
+      if (IsHardPositive(y)) min_pos = fmin(min_pos, row[j]);
+      if (IsHardNegative(y)) max_neg = fmax(max_neg, row[j]);
+    }
+    min_pos = WarpMin(min_pos);
+    max_neg = WarpMax(max_neg);
+  }
+  // Each lane starts from the empty sum (max 0, sum 0); the "1" of
+  // log(1 + sum) is added once, by lane 0.
+  LogSumExpState<T> pos{T(0), lane == 0 ? T(1) : T(0)};
+  LogSumExpState<T> neg{T(0), lane == 0 ? T(1) : T(0)};
   T pos_count = T(0), neg_count = T(0);
-  auto accumulate = [&](T y, T s) {
+  T lo = Infinity<T>(), hi = -Infinity<T>();
+  for (int64_t j = lane; j < in.n; j += 32) {
+    const T sj = row[j];
+    const T y = PairSoftLabel(in, i, j);
+    if (IsHardPositive(y)) lo = fmin(lo, sj);
+    if (IsHardNegative(y)) hi = fmax(hi, sj);
     T w_pos, w_neg;
-    MinedWeights(y, s, params, min_pos, max_neg, &w_pos, &w_neg);
+    MinedWeights(y, sj, params, min_pos, max_neg, &w_pos, &w_neg);
     if (w_pos > T(0)) {
       LogSumExpAdd(&pos, w_pos,
-                   PositiveExponent(s, params.scale_pos, params.shift_pos));
+                   PositiveExponent(sj, params.scale_pos, params.shift_pos));
       pos_count += T(1);
     }
     if (w_neg > T(0)) {
       LogSumExpAdd(&neg, w_neg,
-                   NegativeExponent(s, params.scale_neg, params.shift_neg));
+                   NegativeExponent(sj, params.scale_neg, params.shift_neg));
       neg_count += T(1);
     }
-  };
-  for (int64_t j = 0; j < in.n; ++j) {
-    const T s = WarpDot(a, in.candidates + j * in.d, in.d, lane);
-    const T y = PairSoftLabel(in, i, j);
-    if (IsHardPositive(y) && s < min_pos) min_pos = s;
-    if (IsHardNegative(y) && s > max_neg) max_neg = s;
-    if (!params.mine) accumulate(y, s);
   }
-  if (params.mine) {  // The miner needs the row's extremes first.
-    for (int64_t j = 0; j < in.n; ++j) {
-      const T s = WarpDot(a, in.candidates + j * in.d, in.d, lane);
-      accumulate(PairSoftLabel(in, i, j), s);
-    }
-  }
+  pos = WarpLogSumExp(pos);
+  neg = WarpLogSumExp(neg);
+  pos_count = WarpSum(pos_count);
+  neg_count = WarpSum(neg_count);
+  lo = WarpMin(lo);
+  hi = WarpMax(hi);
   if (lane == 0) {
     out.lse_pos[i] = LogSumExpValue(pos);
     out.lse_neg[i] = LogSumExpValue(neg);
-    out.min_pos[i] = min_pos;
-    out.max_neg[i] = max_neg;
+    out.min_pos[i] = lo;
+    out.max_neg[i] = hi;
     out.pos_count[i] = pos_count;
     out.neg_count[i] = neg_count;
   }
 }
 
 template <typename T, typename L>
-__global__ void ContrastiveReductionsKernel(PairInputs<T, L> in,
-                                            ContrastiveParams<T> params,
-                                            ContrastiveOutputs<T> out) {
+__global__ void ContrastiveStripKernel(PairInputs<T, L> in,
+                                       ContrastiveParams<T> params, const T* s,
+                                       int64_t r0, int64_t rows,
+                                       ContrastiveOutputs<T> out) {
   const int lane = threadIdx.x % 32;
-  const int64_t i =
+  const int64_t r =
       static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (i >= in.m) return;
-  const T* a = in.anchors + i * in.d;
+  if (r >= rows) return;
+  const int64_t i = r0 + r;
+  const T* row = s + r * in.n;
   T pos_sum = T(0), pos_count = T(0), neg_sum = T(0), neg_count = T(0);
-  for (int64_t j = 0; j < in.n; ++j) {
-    const T s = WarpDot(a, in.candidates + j * in.d, in.d, lane);
+  for (int64_t j = lane; j < in.n; j += 32) {
     const T y = PairSoftLabel(in, i, j);
     if (y < T(0)) continue;
-    const T d = DistanceFromSimilarity(s);
+    const T d = DistanceFromSimilarity(row[j]);
     const T p = ContrastivePositiveTerm(PositiveWeight(y), d, params.pos_margin);
     const T q = ContrastiveNegativeTerm(NegativeWeight(y), d, params.neg_margin);
     if (p > T(0)) {
@@ -174,6 +178,10 @@ __global__ void ContrastiveReductionsKernel(PairInputs<T, L> in,
       neg_count += T(1);
     }
   }
+  pos_sum = WarpSum(pos_sum);
+  pos_count = WarpSum(pos_count);
+  neg_sum = WarpSum(neg_sum);
+  neg_count = WarpSum(neg_count);
   if (lane == 0) {
     out.pos_sum[i] = pos_sum;
     out.pos_count[i] = pos_count;
@@ -182,44 +190,14 @@ __global__ void ContrastiveReductionsKernel(PairInputs<T, L> in,
   }
 }
 
-// grad_anchors[i] = sum_j dS_ij candidates[j]: one warp per anchor row, each
-// lane owning the columns k = lane (mod 32) of the output row.
-template <typename T, typename L, typename Partial>
-__global__ void GradAnchorsKernel(PairInputs<T, L> in, Partial partial,
-                                  T* grad_anchors) {
-  const int lane = threadIdx.x % 32;
-  const int64_t i =
-      static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (i >= in.m) return;
-  const T* a = in.anchors + i * in.d;
-  T* g = grad_anchors + i * in.d;
-  for (int64_t k = lane; k < in.d; k += 32) g[k] = T(0);
-  for (int64_t j = 0; j < in.n; ++j) {
-    const T* c = in.candidates + j * in.d;
-    const T p = partial(i, j, WarpDot(a, c, in.d, lane));
-    if (p != T(0)) {
-      for (int64_t k = lane; k < in.d; k += 32) g[k] += p * c[k];
-    }
-  }
-}
-
-// grad_candidates[j] = sum_i dS_ij anchors[i]: one warp per candidate.
-template <typename T, typename L, typename Partial>
-__global__ void GradCandidatesKernel(PairInputs<T, L> in, Partial partial,
-                                     T* grad_candidates) {
-  const int lane = threadIdx.x % 32;
-  const int64_t j =
-      static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (j >= in.n) return;
-  const T* c = in.candidates + j * in.d;
-  T* g = grad_candidates + j * in.d;
-  for (int64_t k = lane; k < in.d; k += 32) g[k] = T(0);
-  for (int64_t i = 0; i < in.m; ++i) {
-    const T* a = in.anchors + i * in.d;
-    const T p = partial(i, j, WarpDot(a, c, in.d, lane));
-    if (p != T(0)) {
-      for (int64_t k = lane; k < in.d; k += 32) g[k] += p * a[k];
-    }
+// s (rows x n) <- d loss / d s, in place.
+template <typename T, typename Partial>
+__global__ void PartialStripKernel(Partial partial, T* s, int64_t r0,
+                                   int64_t rows, int64_t n) {
+  const int64_t total = rows * n;
+  for (int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+       e < total; e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    s[e] = partial(r0 + e / n, e % n, s[e]);
   }
 }
 
@@ -247,91 +225,171 @@ unsigned WarpBlocks(int64_t rows) {
   return static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
 }
 
+unsigned ElementBlocks(int64_t total) {
+  const int64_t blocks = (total + kThreads - 1) / kThreads;
+  return static_cast<unsigned>(blocks < 65535 ? (blocks > 0 ? blocks : 1)
+                                              : 65535);
+}
+
 int LastError() { return static_cast<int>(cudaGetLastError()); }
 
+cudaStream_t Stream(const GpuContext& gpu) {
+  return static_cast<cudaStream_t>(gpu.stream);
+}
+
+// Row-major C [m, n] = op(A) op(B) (+ C when accumulate). With k = 0 the
+// product is zero (cuBLAS needs leading dimensions >= 1, so no call).
+template <typename T>
+int Gemm(const GpuContext& gpu, bool trans_a, bool trans_b, int64_t m,
+         int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
+         int64_t ldb, bool accumulate, T* c) {
+  if (m == 0 || n == 0) return 0;
+  if (k == 0) {
+    if (accumulate) return 0;
+    return static_cast<int>(
+        cudaMemsetAsync(c, 0, sizeof(T) * m * n, Stream(gpu)));
+  }
+  return RowMajorGemm<T>(gpu.stream, gpu.allow_tf32, trans_a, trans_b, m, n,
+                         k, T(1), a, lda, b, ldb, accumulate ? T(1) : T(0), c,
+                         n);
+}
+
+// S_strip [rows, n] = anchors[r0 : r0 + rows] @ candidates^T.
+template <typename T, typename L>
+int StripSimilarity(const GpuContext& gpu, const PairInputs<T, L>& in,
+                    int64_t r0, int64_t rows, T* s) {
+  return Gemm<T>(gpu, false, true, rows, in.n, in.d, in.anchors + r0 * in.d,
+                 in.d, in.candidates, in.d, false, s);
+}
+
+template <typename T, typename L, typename RowKernel>
+int ForwardStrips(const GpuContext& gpu, const PairInputs<T, L>& in,
+                  const StripWorkspace<T>& strip, RowKernel launch_rows) {
+  const int64_t step = strip.rows > 0 ? strip.rows : 1;
+  for (int64_t r0 = 0; r0 < in.m; r0 += step) {
+    const int64_t rows = in.m - r0 < step ? in.m - r0 : step;
+    if (int e = StripSimilarity(gpu, in, r0, rows, strip.data)) return e;
+    launch_rows(r0, rows);
+    if (int e = LastError()) return e;
+  }
+  return 0;
+}
+
 template <typename T, typename L, typename Partial>
-int LaunchGrads(cudaStream_t stream, const PairInputs<T, L>& in,
-                const Partial& partial, T* grad_anchors, T* grad_candidates) {
-  if (in.m > 0 && in.d > 0) {
-    GradAnchorsKernel<<<WarpBlocks(in.m), kWarpsPerBlock * 32, 0, stream>>>(
-        in, partial, grad_anchors);
+int BackwardStrips(const GpuContext& gpu, const PairInputs<T, L>& in,
+                   const Partial& partial, T* grad_anchors,
+                   T* grad_candidates, const StripWorkspace<T>& strip) {
+  if (in.d == 0) return 0;  // both gradients are empty
+  if (in.m == 0 || in.n == 0) {  // an empty sum: zero gradients
+    const cudaError_t ea = cudaMemsetAsync(grad_anchors, 0,
+                                           sizeof(T) * in.m * in.d, Stream(gpu));
+    if (ea != cudaSuccess) return static_cast<int>(ea);
+    return static_cast<int>(cudaMemsetAsync(
+        grad_candidates, 0, sizeof(T) * in.n * in.d, Stream(gpu)));
   }
-  if (in.n > 0 && in.d > 0) {
-    GradCandidatesKernel<<<WarpBlocks(in.n), kWarpsPerBlock * 32, 0, stream>>>(
-        in, partial, grad_candidates);
+  const int64_t step = strip.rows > 0 ? strip.rows : 1;
+  for (int64_t r0 = 0; r0 < in.m; r0 += step) {
+    const int64_t rows = in.m - r0 < step ? in.m - r0 : step;
+    if (int e = StripSimilarity(gpu, in, r0, rows, strip.data)) return e;
+    PartialStripKernel<<<ElementBlocks(rows * in.n), kThreads, 0,
+                         Stream(gpu)>>>(partial, strip.data, r0, rows, in.n);
+    if (int e = LastError()) return e;
+    // grad_anchors[r0 : r0 + rows] = dS C.
+    if (int e = Gemm<T>(gpu, false, false, rows, in.d, in.n, strip.data, in.n,
+                        in.candidates, in.d, false,
+                        grad_anchors + r0 * in.d)) {
+      return e;
+    }
+    // grad_candidates (+)= dS^T anchors[r0 : r0 + rows].
+    if (int e = Gemm<T>(gpu, true, false, in.n, in.d, rows, strip.data, in.n,
+                        in.anchors + r0 * in.d, in.d, r0 > 0,
+                        grad_candidates)) {
+      return e;
+    }
   }
-  return LastError();
+  return 0;
 }
 
 }  // namespace
 
+const char* ErrorString(int code) {
+  if (code == 0) return "no error";
+  if (code == kCublasNotFound) return CublasLoadError();
+  if (code == kGemmTooLarge) {
+    return "metrix_tf: a GEMM dimension exceeds cuBLAS' 32-bit int";
+  }
+  if (code <= kCublasErrorBase) return "metrix_tf: cuBLAS GEMM failed";
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
 template <typename T, typename L>
-int LaunchSoftLabelSimilarity(void* stream, const PairInputs<T, L>& in,
+int LaunchSoftLabelSimilarity(const GpuContext& gpu, const PairInputs<T, L>& in,
                               T* similarity, T* soft_labels) {
   if (in.m == 0 || in.n == 0) return 0;
-  const dim3 grid(static_cast<unsigned>((in.n + kTile - 1) / kTile),
-                  static_cast<unsigned>((in.m + kTile - 1) / kTile));
-  SoftLabelSimilarityKernel<<<grid, kThreads, 0,
-                              static_cast<cudaStream_t>(stream)>>>(
-      in, similarity, soft_labels);
+  if (int e = StripSimilarity(gpu, in, 0, in.m, similarity)) return e;
+  SoftLabelsKernel<<<ElementBlocks(in.m * in.n), kThreads, 0, Stream(gpu)>>>(
+      in, soft_labels);
   return LastError();
 }
 
 template <typename T, typename L>
-int LaunchExpReductions(void* stream, const PairInputs<T, L>& in,
-                        const ExpParams<T>& params, const ExpOutputs<T>& out) {
-  if (in.m == 0) return 0;
-  ExpReductionsKernel<<<WarpBlocks(in.m), kWarpsPerBlock * 32, 0,
-                        static_cast<cudaStream_t>(stream)>>>(in, params, out);
-  return LastError();
+int LaunchExpReductions(const GpuContext& gpu, const PairInputs<T, L>& in,
+                        const ExpParams<T>& params, const ExpOutputs<T>& out,
+                        const StripWorkspace<T>& strip) {
+  return ForwardStrips(gpu, in, strip, [&](int64_t r0, int64_t rows) {
+    ExpStripKernel<<<WarpBlocks(rows), kThreads, 0, Stream(gpu)>>>(
+        in, params, strip.data, r0, rows, out);
+  });
 }
 
 template <typename T, typename L>
-int LaunchExpReductionsGrad(void* stream, const PairInputs<T, L>& in,
+int LaunchExpReductionsGrad(const GpuContext& gpu, const PairInputs<T, L>& in,
                             const ExpParams<T>& params,
                             const ExpGradInputs<T>& grad, T* grad_anchors,
-                            T* grad_candidates) {
-  ExpPartialFn<T, L> partial{in, params, grad};
-  return LaunchGrads(static_cast<cudaStream_t>(stream), in, partial,
-                     grad_anchors, grad_candidates);
+                            T* grad_candidates,
+                            const StripWorkspace<T>& strip) {
+  return BackwardStrips(gpu, in, ExpPartialFn<T, L>{in, params, grad},
+                        grad_anchors, grad_candidates, strip);
 }
 
 template <typename T, typename L>
-int LaunchContrastiveReductions(void* stream, const PairInputs<T, L>& in,
+int LaunchContrastiveReductions(const GpuContext& gpu,
+                                const PairInputs<T, L>& in,
                                 const ContrastiveParams<T>& params,
-                                const ContrastiveOutputs<T>& out) {
-  if (in.m == 0) return 0;
-  ContrastiveReductionsKernel<<<WarpBlocks(in.m), kWarpsPerBlock * 32, 0,
-                                static_cast<cudaStream_t>(stream)>>>(
-      in, params, out);
-  return LastError();
+                                const ContrastiveOutputs<T>& out,
+                                const StripWorkspace<T>& strip) {
+  return ForwardStrips(gpu, in, strip, [&](int64_t r0, int64_t rows) {
+    ContrastiveStripKernel<<<WarpBlocks(rows), kThreads, 0, Stream(gpu)>>>(
+        in, params, strip.data, r0, rows, out);
+  });
 }
 
 template <typename T, typename L>
-int LaunchContrastiveReductionsGrad(void* stream, const PairInputs<T, L>& in,
+int LaunchContrastiveReductionsGrad(const GpuContext& gpu,
+                                    const PairInputs<T, L>& in,
                                     const ContrastiveParams<T>& params,
                                     const ContrastiveGradInputs<T>& grad,
-                                    T* grad_anchors, T* grad_candidates) {
-  ContrastivePartialFn<T, L> partial{in, params, grad};
-  return LaunchGrads(static_cast<cudaStream_t>(stream), in, partial,
-                     grad_anchors, grad_candidates);
+                                    T* grad_anchors, T* grad_candidates,
+                                    const StripWorkspace<T>& strip) {
+  return BackwardStrips(gpu, in, ContrastivePartialFn<T, L>{in, params, grad},
+                        grad_anchors, grad_candidates, strip);
 }
 
-#define METRIX_INSTANTIATE(T, L)                                              \
-  template int LaunchSoftLabelSimilarity<T, L>(void*, const PairInputs<T, L>&, \
-                                               T*, T*);                       \
-  template int LaunchExpReductions<T, L>(void*, const PairInputs<T, L>&,      \
-                                         const ExpParams<T>&,                 \
-                                         const ExpOutputs<T>&);               \
-  template int LaunchExpReductionsGrad<T, L>(                                 \
-      void*, const PairInputs<T, L>&, const ExpParams<T>&,                    \
-      const ExpGradInputs<T>&, T*, T*);                                       \
-  template int LaunchContrastiveReductions<T, L>(                             \
-      void*, const PairInputs<T, L>&, const ContrastiveParams<T>&,            \
-      const ContrastiveOutputs<T>&);                                          \
-  template int LaunchContrastiveReductionsGrad<T, L>(                         \
-      void*, const PairInputs<T, L>&, const ContrastiveParams<T>&,            \
-      const ContrastiveGradInputs<T>&, T*, T*);
+#define METRIX_INSTANTIATE(T, L)                                               \
+  template int LaunchSoftLabelSimilarity<T, L>(                                \
+      const GpuContext&, const PairInputs<T, L>&, T*, T*);                     \
+  template int LaunchExpReductions<T, L>(                                      \
+      const GpuContext&, const PairInputs<T, L>&, const ExpParams<T>&,         \
+      const ExpOutputs<T>&, const StripWorkspace<T>&);                         \
+  template int LaunchExpReductionsGrad<T, L>(                                  \
+      const GpuContext&, const PairInputs<T, L>&, const ExpParams<T>&,         \
+      const ExpGradInputs<T>&, T*, T*, const StripWorkspace<T>&);              \
+  template int LaunchContrastiveReductions<T, L>(                              \
+      const GpuContext&, const PairInputs<T, L>&, const ContrastiveParams<T>&, \
+      const ContrastiveOutputs<T>&, const StripWorkspace<T>&);                 \
+  template int LaunchContrastiveReductionsGrad<T, L>(                          \
+      const GpuContext&, const PairInputs<T, L>&, const ContrastiveParams<T>&, \
+      const ContrastiveGradInputs<T>&, T*, T*, const StripWorkspace<T>&);
 
 METRIX_INSTANTIATE(float, int32_t)
 METRIX_INSTANTIATE(float, int64_t)

@@ -80,36 +80,75 @@ struct ContrastiveGradInputs {
 
 namespace cuda {
 
+// The GPU path: the similarity GEMMs (forward S = A C^T, backward
+// dS C and dS^T A) run in cuBLAS on the op's stream (cublas_gemm.h); only
+// the soft-label epilogue, the per-row reductions and the per-entry
+// gradient are kernels of ours (soft_label_similarity_kernels.cu).
+//
 // All launchers run asynchronously on `stream` (a cudaStream_t) and return
-// 0 on success or the cudaError_t of the failed launch. Pointers are device
-// pointers; params are host values.
+// 0 on success or an error code for ErrorString(). Pointers are device
+// pointers; params are host values. `allow_tf32` lets float GEMMs use
+// TensorFloat-32 tensor cores (TensorFlow's own matmul setting).
+struct GpuContext {
+  void* stream;
+  bool allow_tf32;
+};
 
-// similarity [m, n] and soft_labels [m, n] in one tiled GEMM whose epilogue
-// writes the soft labels.
+// Description of an error code returned by a launcher or RowMajorGemm.
+const char* ErrorString(int code);
+
+// The fused reductions never hold the M x N matrices: they walk the anchors
+// in strips of `rows` anchors x N candidates, each strip one cuBLAS GEMM into
+// `data` (rows x N entries), reduced (forward) or turned into dL/dS in place
+// and multiplied back (backward). Any rows >= 1 gives the same results up to
+// float rounding; the op uses FusedStripRows.
+template <typename T>
+struct StripWorkspace {
+  T* data;
+  int64_t rows;
+};
+
+// Rows of a strip: a multiple of 64 anchors with at most kFusedStripEntries
+// entries (64 MiB of float), at least 64, at most m.
+constexpr int64_t kFusedStripEntries = int64_t{1} << 24;
+inline int64_t FusedStripRows(int64_t m, int64_t n) {
+  int64_t rows = n > 0 ? (kFusedStripEntries / n) / 64 * 64 : m;
+  if (rows < 64) rows = 64;
+  if (rows > m) rows = m;
+  return rows > 0 ? rows : 1;
+}
+
+// similarity [m, n] = anchors @ candidates^T (one cuBLAS GEMM) and
+// soft_labels [m, n] (our epilogue kernel).
 template <typename T, typename L>
-int LaunchSoftLabelSimilarity(void* stream, const PairInputs<T, L>& in,
+int LaunchSoftLabelSimilarity(const GpuContext& gpu, const PairInputs<T, L>& in,
                               T* similarity, T* soft_labels);
 
 template <typename T, typename L>
-int LaunchExpReductions(void* stream, const PairInputs<T, L>& in,
-                        const ExpParams<T>& params, const ExpOutputs<T>& out);
+int LaunchExpReductions(const GpuContext& gpu, const PairInputs<T, L>& in,
+                        const ExpParams<T>& params, const ExpOutputs<T>& out,
+                        const StripWorkspace<T>& strip);
 
 template <typename T, typename L>
-int LaunchExpReductionsGrad(void* stream, const PairInputs<T, L>& in,
+int LaunchExpReductionsGrad(const GpuContext& gpu, const PairInputs<T, L>& in,
                             const ExpParams<T>& params,
                             const ExpGradInputs<T>& grad, T* grad_anchors,
-                            T* grad_candidates);
+                            T* grad_candidates, const StripWorkspace<T>& strip);
 
 template <typename T, typename L>
-int LaunchContrastiveReductions(void* stream, const PairInputs<T, L>& in,
+int LaunchContrastiveReductions(const GpuContext& gpu,
+                                const PairInputs<T, L>& in,
                                 const ContrastiveParams<T>& params,
-                                const ContrastiveOutputs<T>& out);
+                                const ContrastiveOutputs<T>& out,
+                                const StripWorkspace<T>& strip);
 
 template <typename T, typename L>
-int LaunchContrastiveReductionsGrad(void* stream, const PairInputs<T, L>& in,
+int LaunchContrastiveReductionsGrad(const GpuContext& gpu,
+                                    const PairInputs<T, L>& in,
                                     const ContrastiveParams<T>& params,
                                     const ContrastiveGradInputs<T>& grad,
-                                    T* grad_anchors, T* grad_candidates);
+                                    T* grad_anchors, T* grad_candidates,
+                                    const StripWorkspace<T>& strip);
 
 }  // namespace cuda
 }  // namespace metrix

@@ -122,6 +122,20 @@ METRIX_HD void LogSumExpAdd(LogSumExpState<T>* state, T weight, T exponent) {
   }
 }
 
+// Adds the terms of `other` to `state` (both started from max 0), as if
+// they had been added one by one: the GPU kernels reduce a row in several
+// lanes and merge the lanes' states.
+template <typename T>
+METRIX_HD void LogSumExpMerge(LogSumExpState<T>* state,
+                              const LogSumExpState<T>& other) {
+  if (other.max > state->max) {
+    state->sum = state->sum * Exp(state->max - other.max) + other.sum;
+    state->max = other.max;
+  } else {
+    state->sum += other.sum * Exp(other.max - state->max);
+  }
+}
+
 template <typename T>
 METRIX_HD T LogSumExpValue(const LogSumExpState<T>& state) {
   return state.max + Log(state.sum);

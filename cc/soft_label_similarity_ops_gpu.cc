@@ -8,10 +8,13 @@
 #if GOOGLE_CUDA
 
 #include <string>
+#include <type_traits>
 
 #include "cc/soft_label_similarity_kernels.h"
 #include "tensorflow/core/framework/op_kernel.h"
+#include "tsl/platform/tensor_float_32_utils.h"
 #include "xla/stream_executor/stream.h"
+#include "xla/stream_executor/stream_executor.h"
 
 namespace metrix {
 namespace {
@@ -25,14 +28,36 @@ using ::tensorflow::Tensor;
 using ::tensorflow::TensorShape;
 using ::tensorflow::errors::InvalidArgument;
 
-void* CudaStream(OpKernelContext* ctx) {
-  return ctx->op_device_context()->stream()->platform_specific_handle().stream;
+// The op's stream, and TensorFlow's TensorFloat-32 setting (on by default,
+// as for tf.matmul; tf.config.experimental.enable_tensor_float_32_execution).
+template <typename T>
+cuda::GpuContext GetGpuContext(OpKernelContext* ctx) {
+  auto* stream = ctx->op_device_context()->stream();
+  // Makes TensorFlow load its cuBLAS first, so that ours is the same library.
+  stream->parent()->AsBlas();
+  return cuda::GpuContext{stream->platform_specific_handle().stream,
+                          std::is_same<T, float>::value &&
+                              tsl::tensor_float_32_execution_enabled()};
 }
 
 Status LaunchStatus(int error, const char* what) {
   if (error == 0) return Status();
-  return ::tensorflow::errors::Internal("metrix_tf: CUDA launch of ", what,
-                                        " failed with cudaError_t ", error);
+  return ::tensorflow::errors::Internal("metrix_tf: GPU ", what, " failed (",
+                                        error, "): ", cuda::ErrorString(error));
+}
+
+// Workspace of one strip of the fused reductions (see
+// soft_label_similarity_kernels.h), from TensorFlow's allocator.
+template <typename T>
+Status AllocateStrip(OpKernelContext* ctx, int64_t m, int64_t n,
+                     Tensor* holder, cuda::StripWorkspace<T>* strip) {
+  strip->rows = cuda::FusedStripRows(m, n);
+  strip->data = nullptr;
+  if (m == 0 || n == 0) return Status();
+  TF_RETURN_IF_ERROR(ctx->allocate_temp(::tensorflow::DataTypeToEnum<T>::value,
+                                        TensorShape({strip->rows * n}), holder));
+  strip->data = holder->flat<T>().data();
+  return Status();
 }
 
 // Same checks (and messages) as the CPU kernels.
@@ -141,7 +166,7 @@ class SoftLabelSimilarityGpuOp : public GpuOpBase {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({in.m, in.n}), &s));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, TensorShape({in.m, in.n}), &y));
     OP_REQUIRES_OK(ctx, LaunchStatus(cuda::LaunchSoftLabelSimilarity<T, L>(
-                                         CudaStream(ctx), in, s->flat<T>().data(),
+                                         GetGpuContext<T>(ctx), in, s->flat<T>().data(),
                                          y->flat<T>().data()),
                                      "SoftLabelSimilarity"));
   }
@@ -162,9 +187,13 @@ class SoftLabelExpReductionsGpuOp : public GpuOpBase {
       OP_REQUIRES_OK(ctx, ctx->allocate_output(k, TensorShape({in.m}), &t));
       *slots[k] = t->flat<T>().data();
     }
+    Tensor holder;
+    cuda::StripWorkspace<T> strip;
+    OP_REQUIRES_OK(ctx, AllocateStrip<T>(ctx, in.m, in.n, &holder, &strip));
     OP_REQUIRES_OK(ctx, LaunchStatus(cuda::LaunchExpReductions<T, L>(
-                                         CudaStream(ctx), in,
-                                         GetExpParams<T>(ctx, mine_), out),
+                                         GetGpuContext<T>(ctx), in,
+                                         GetExpParams<T>(ctx, mine_), out,
+                                         strip),
                                      "SoftLabelExpReductions"));
   }
 };
@@ -186,11 +215,14 @@ class SoftLabelExpReductionsGradGpuOp : public GpuOpBase {
     Tensor* gc = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &ga));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(2).shape(), &gc));
+    Tensor holder;
+    cuda::StripWorkspace<T> strip;
+    OP_REQUIRES_OK(ctx, AllocateStrip<T>(ctx, in.m, in.n, &holder, &strip));
     OP_REQUIRES_OK(ctx, LaunchStatus(cuda::LaunchExpReductionsGrad<T, L>(
-                                         CudaStream(ctx), in,
+                                         GetGpuContext<T>(ctx), in,
                                          GetExpParams<T>(ctx, mine_), grad,
                                          ga->flat<T>().data(),
-                                         gc->flat<T>().data()),
+                                         gc->flat<T>().data(), strip),
                                      "SoftLabelExpReductionsGrad"));
   }
 };
@@ -209,9 +241,13 @@ class SoftLabelContrastiveReductionsGpuOp : public GpuOpBase {
       OP_REQUIRES_OK(ctx, ctx->allocate_output(k, TensorShape({in.m}), &t));
       *slots[k] = t->flat<T>().data();
     }
+    Tensor holder;
+    cuda::StripWorkspace<T> strip;
+    OP_REQUIRES_OK(ctx, AllocateStrip<T>(ctx, in.m, in.n, &holder, &strip));
     OP_REQUIRES_OK(ctx, LaunchStatus(cuda::LaunchContrastiveReductions<T, L>(
-                                         CudaStream(ctx), in,
-                                         GetContrastiveParams<T>(ctx), out),
+                                         GetGpuContext<T>(ctx), in,
+                                         GetContrastiveParams<T>(ctx), out,
+                                         strip),
                                      "SoftLabelContrastiveReductions"));
   }
 };
@@ -229,11 +265,14 @@ class SoftLabelContrastiveReductionsGradGpuOp : public GpuOpBase {
     Tensor* gc = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ctx->input(0).shape(), &ga));
     OP_REQUIRES_OK(ctx, ctx->allocate_output(1, ctx->input(2).shape(), &gc));
+    Tensor holder;
+    cuda::StripWorkspace<T> strip;
+    OP_REQUIRES_OK(ctx, AllocateStrip<T>(ctx, in.m, in.n, &holder, &strip));
     OP_REQUIRES_OK(ctx, LaunchStatus(cuda::LaunchContrastiveReductionsGrad<T, L>(
-                                         CudaStream(ctx), in,
+                                         GetGpuContext<T>(ctx), in,
                                          GetContrastiveParams<T>(ctx), grad,
                                          ga->flat<T>().data(),
-                                         gc->flat<T>().data()),
+                                         gc->flat<T>().data(), strip),
                                      "SoftLabelContrastiveReductionsGrad"));
   }
 };

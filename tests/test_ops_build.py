@@ -171,6 +171,8 @@ def test_cuda_sources_compile(tmp_path):
     commands = [
         [nvcc, *flags, os.path.join(REPO, "cc", "soft_label_similarity_kernels.cu"),
          "-o", str(tmp_path / "kernels.o")],
+        [nvcc, *flags, os.path.join(REPO, "cc", "cublas_gemm.cu"),
+         "-o", str(tmp_path / "cublas_gemm.o")],
         [nvcc, *flags, os.path.join(REPO, "cc", "cuda_kernel_test.cu"),
          "-o", str(tmp_path / "test.o")],
         # The TensorFlow side of the GPU kernels, as setup.py compiles it.
