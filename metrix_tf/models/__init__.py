@@ -6,4 +6,6 @@ from metrix_tf.models.backbones import resnet50_backbone
 from metrix_tf.models.backbones import small_cnn_backbone
 from metrix_tf.models.embedding_head import EmbeddingHead
 from metrix_tf.models.embedding_model import EmbeddingModel
+from metrix_tf.models.fused_batch_normalization import FusedBatchNormalization
+from metrix_tf.models.fused_batch_normalization import fuse_batchnorm
 from metrix_tf.models.metric_model import MetricModel

@@ -5,6 +5,8 @@ import os
 import keras
 
 from metrix_tf.models import keras_internals
+from metrix_tf.models.fused_batch_normalization import FusedBatchNormalization
+from metrix_tf.models.fused_batch_normalization import fuse_batchnorm
 
 
 def resnet50_backbone(input_shape=(224, 224, 3), weights=None):
@@ -20,6 +22,9 @@ def resnet50_backbone(input_shape=(224, 224, 3), weights=None):
     Returns:
         A `keras.Model` mapping images `(B, H, W, 3)` (preprocessed as the
         data pipelines do: ImageNet mean/std) to features `(B, H/32, W/32, 2048)`.
+        Its BatchNormalization layers are `FusedBatchNormalization` (same
+        variables and results, one fused kernel each: 1.7x faster training
+        steps with trainable BatchNorm on CPU, see benchmarks/bench_vs_pytorch.py).
     """
     if weights not in (None, "imagenet"):
         if not isinstance(weights, str) or not os.path.isfile(weights):
@@ -39,7 +44,7 @@ def resnet50_backbone(input_shape=(224, 224, 3), weights=None):
             raise ValueError(
                 f"Could not load backbone weights from {weights!r}: {error}"
             ) from error
-    return model
+    return fuse_batchnorm(model)
 
 
 def small_cnn_backbone(input_shape=(32, 32, 1), width=32, name="small_cnn"):
@@ -57,10 +62,10 @@ def small_cnn_backbone(input_shape=(32, 32, 1), width=32, name="small_cnn"):
     for i in range(3):
         filters = width * 2**i
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = FusedBatchNormalization()(x)
         x = keras.layers.Activation("relu")(x)
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization()(x)
+        x = FusedBatchNormalization()(x)
         x = keras.layers.Activation("relu")(x)
         x = keras.layers.MaxPooling2D()(x)
     return keras.Model(inputs, x, name=name)
