@@ -20,6 +20,7 @@ LOSSES = registry.loss_names()
 LEVELS = ("none",) + METRIX_LEVELS
 BACKBONES = ("small_cnn", "resnet50")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 # A data set's recipe: the settings that `--dataset=NAME` implies unless
 # `--config` or an explicit flag sets them (`TrainConfig.for_dataset`), so
@@ -77,6 +78,7 @@ class TrainConfig:
     resume: bool = True
     export: bool = True
     distribution: str = "default"
+    precision: str = "float32"
 
     HELP = {
         "dataset": f"Data set: one of {DATASETS}; its recipe (RECIPES) sets the defaults.",
@@ -117,6 +119,11 @@ class TrainConfig:
         "resume": "Resume from the workdir's last checkpoint (--noresume restarts).",
         "export": "Export the SavedModel at the end of training.",
         "distribution": f"tf.distribute strategy: one of {DISTRIBUTIONS}.",
+        "precision": (
+            f"Keras dtype policy of the model: one of {PRECISIONS} (mixed: the "
+            "backbone and head compute in float16/bfloat16; embeddings, losses and "
+            "the op in float32)."
+        ),
     }
 
     @classmethod
@@ -192,6 +199,7 @@ class TrainConfig:
             ("metrix_scoring", SCORINGS),
             ("backbone", BACKBONES),
             ("distribution", DISTRIBUTIONS),
+            ("precision", PRECISIONS),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -61,6 +61,18 @@ def make_metrix(config):
 
 def build_model(config, preprocessing, num_classes):
     """`(model, loss)`: the compiled `EmbeddingModel` of a config."""
+    # The model's layers take the precision's policy when they are created
+    # (compile() adds loss scaling for mixed_float16); the global policy is
+    # restored afterwards.
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(config.precision)
+    try:
+        return _build_model(config, preprocessing, num_classes)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+
+
+def _build_model(config, preprocessing, num_classes):
     metrix = make_metrix(config)
     shape = (preprocessing.image_size, preprocessing.image_size, preprocessing.channels)
     if config.backbone == "resnet50":
