@@ -49,11 +49,12 @@ class FeatureMixing(MixingLayer):
     def select(self, labels, embeddings, strategies):
         return select_mix_pairs(labels, *strategies)
 
-    def mixed_batch(self, backbone, head, inputs, labels, training):
+    def mixed_batch(self, backbone, head, inputs, labels, training, clean=None):
         # One backbone pass; the mixed maps go through the head only.
+        clean_backbone, clean_head = clean or (backbone, head)
         all_labels = gather(labels)
-        features = backbone(inputs, training=training)
-        clean = head(features)
+        features = clean_backbone(inputs, training=training)
+        clean = clean_head(features)
         mixed, pairs, lam = self(gather(features), all_labels, training=training)
         mixed_embeddings = gather(head(my_share(mixed)))
         return make_mixed_batch(all_labels, clean, mixed_embeddings, pairs, lam)

@@ -61,11 +61,12 @@ class InputMixing(MixingLayer):
         similarity = tf.matmul(normalised, normalised, transpose_b=True)
         return select_hardest_negative_pairs(labels, similarity, *strategies)
 
-    def mixed_batch(self, backbone, head, inputs, labels, training):
+    def mixed_batch(self, backbone, head, inputs, labels, training, clean=None):
         # A clean pass finds the hardest negatives; the mixed images (at
         # most `max_mixes`) go through the whole network.
+        clean_backbone, clean_head = clean or (backbone, head)
         all_labels = gather(labels)
-        clean = head(backbone(inputs, training=training))
+        clean = clean_head(clean_backbone(inputs, training=training))
         mixed, pairs, lam = self(
             gather(inputs), all_labels, embeddings=gather(clean), training=training
         )

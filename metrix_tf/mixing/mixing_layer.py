@@ -49,7 +49,7 @@ class MixingLayer(keras.layers.Layer):
         """The `MixPairs` of this step (implemented by subclasses)."""
         raise NotImplementedError
 
-    def mixed_batch(self, backbone, head, inputs, labels, training):
+    def mixed_batch(self, backbone, head, inputs, labels, training, clean=None):
         """The `MixedBatch` of a training step of `head(backbone(inputs))`.
 
         Pairs are drawn from the global batch under tf.distribute: the
@@ -64,6 +64,9 @@ class MixingLayer(keras.layers.Layer):
             inputs: this replica's images `(B, ...)`.
             labels: int32 `(B,)`.
             training: bool.
+            clean: optional `(backbone, head)` for the clean batch (the same
+                layers compiled by XLA, see `MetricModel.xla_compiled`: the
+                clean batch's shape is fixed, the mixes' is not).
         """
         raise NotImplementedError
 

@@ -105,11 +105,19 @@ class EmbeddingModel(MetricModel):
         """The clean embeddings `(B, embedding_dim)` of `inputs`."""
         return self.head(self.backbone(inputs, training=training))
 
+    def compiles_parts_of_call(self):
+        # With mixing, the mixes (how many, which) change every step: only
+        # the clean passes, whose shapes are fixed, compile under XLA.
+        return self.mixing is not None
+
     def call(self, inputs, training=False, labels=None):
         if not training or labels is None or self.mixing is None:
             return self.embed(inputs, training=training)
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        return self.mixing.mixed_batch(self.backbone, self.head, inputs, labels, training)
+        clean = (self.xla_compiled("backbone", self.backbone),
+                 self.xla_compiled("head", self.head))
+        return self.mixing.mixed_batch(self.backbone, self.head, inputs, labels, training,
+                                       clean=clean)
 
     def transform_gradients(self, gradients, variables):
         backbone_ids = {id(v) for v in self.backbone.trainable_variables}

@@ -1,6 +1,7 @@
 """`MetricModel`: a `keras.Model` that trains with metric losses."""
 
 import inspect
+import weakref
 
 import keras
 import tensorflow as tf
@@ -9,6 +10,15 @@ from keras import tree
 from metrix_tf.mixing.mixed_batch import MixedBatch
 from metrix_tf.models import keras_internals
 from metrix_tf.models.keras_internals import Functional
+
+
+_XLA_FUNCTIONS = weakref.WeakKeyDictionary()  # model -> {name: tf.function}
+
+
+def _xla_by_default():
+    """Keras' "auto": XLA with an accelerator and no tf.distribute strategy."""
+    accelerators = [d for d in tf.config.list_logical_devices() if d.device_type != "CPU"]
+    return bool(accelerators) and not tf.distribute.has_strategy()
 
 
 def _functional_arguments(args, kwargs):
@@ -28,8 +38,14 @@ class MetricModel(keras.Model):
       `ProxyAnchorLoss`): Keras never looks inside a loss, so with a plain
       `keras.Model` the proxies would stay at their initial values and be
       missing from saved weights.
-    - `compile(jit_compile="auto")` turns XLA off when a loss cannot be
-      compiled by it (`supports_jit = False`: the custom op).
+    - `compile(jit_compile=...)` splits the step when a loss cannot be
+      compiled by XLA (`supports_jit = False`: the custom op): the loss runs
+      outside XLA and the model's forward and backward pass (the backbone,
+      most of the work) inside it, instead of losing XLA for the whole step.
+      `jit_compile=True` always compiles the model; `"auto"` (the default)
+      does where Keras' own "auto" would (a GPU, no tf.distribute
+      strategy: XLA is slower than oneDNN on CPUs); `False` never does.
+      `model_jit_compile` says what was chosen.
     - `train_step()` passes the batch labels to `call(..., labels=...)` when
       the model's `call` accepts them (the in-graph Metrix mixing layers need
       them), and lets subclasses rescale gradients (`transform_gradients`,
@@ -62,22 +78,28 @@ class MetricModel(keras.Model):
         return super().__new__(cls)
 
     def compile(self, *args, jit_compile="auto", **kwargs):
+        if jit_compile not in (True, False, "auto"):
+            raise ValueError(
+                "Argument `jit_compile` must be True, False or 'auto'. "
+                f"Received: jit_compile={jit_compile!r}"
+            )
         losses = [
             loss
             for loss in tree.flatten(kwargs.get("loss", args[1] if len(args) > 1 else None))
             if isinstance(loss, keras.losses.Loss)
         ]
-        if jit_compile == "auto" and any(
-            getattr(loss, "supports_jit", True) is False for loss in losses
-        ):
-            jit_compile = False
-        super().compile(*args, jit_compile=jit_compile, **kwargs)
+        split = any(getattr(loss, "supports_jit", True) is False for loss in losses)
+        super().compile(*args, jit_compile=False if split else jit_compile, **kwargs)
+        model_jit = split and (
+            jit_compile is True or (jit_compile == "auto" and _xla_by_default())
+        )
         # Assigned outside compile() so that Keras' tracking sees them:
         # they become trainable variables of the model and part of its
         # saved state.
         # A built subclassed model locks its state; adopting the variables of
         # a newly compiled loss is the one addition we allow.
         with keras_internals.unlocked_tracker(self):
+            self._model_jit_compile = model_jit
             self._metric_losses = losses
             self._loss_variables = [
                 variable
@@ -94,8 +116,40 @@ class MetricModel(keras.Model):
         if hasattr(self, "optimizer") and self.built:
             self.optimizer.build(self.trainable_variables)
 
+    @property
+    def model_jit_compile(self):
+        """Whether the model's forward/backward pass runs under XLA while the
+        loss does not (set by `compile`, see the class docstring)."""
+        return getattr(self, "_model_jit_compile", False)
+
     def _call_accepts_labels(self):
         return "labels" in inspect.signature(self.call).parameters
+
+    def _training_call(self, x, y):
+        if self._call_accepts_labels():
+            return self(x, training=True, labels=y)
+        return self(x, training=True)
+
+    def xla_compiled(self, name, fn):
+        """`fn` compiled by XLA when `model_jit_compile` is on, else `fn`.
+
+        Subclasses whose `call` cannot compile whole (dynamic shapes, e.g.
+        the Metrix mixing layers) wrap its static-shape parts with this
+        (`EmbeddingModel` does) and return True from
+        `compiles_parts_of_call()`. The gradient of a compiled part is
+        compiled too.
+        """
+        if not self.model_jit_compile:
+            return fn
+        # Kept outside the model: Keras and SavedModel tracking never see them.
+        functions = _XLA_FUNCTIONS.setdefault(self, {})
+        if name not in functions:
+            functions[name] = tf.function(fn, jit_compile=True, reduce_retracing=True)
+        return functions[name]
+
+    def compiles_parts_of_call(self):
+        """True when `call` compiles its own parts (see `xla_compiled`)."""
+        return False
 
     def transform_gradients(self, gradients, variables):
         """Hook: rescale gradients before the optimizer step (identity here)."""
@@ -105,10 +159,10 @@ class MetricModel(keras.Model):
         # Keras' TensorFlow train_step, plus the labels and the gradient hook.
         x, y, sample_weight = keras_internals.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
-            if self._call_accepts_labels():
-                y_pred = self(x, training=True, labels=y)
+            if self.model_jit_compile and not self.compiles_parts_of_call():
+                y_pred = self.xla_compiled("training_call", self._training_call)(x, y)
             else:
-                y_pred = self(x, training=True)
+                y_pred = self._training_call(x, y)
             loss = keras_internals.compute_loss(
                 self, x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
             )
