@@ -6,8 +6,9 @@ normalisation) and the contrastive loss (positive margin 0, negative margin
 0.5, each of the two terms averaged over its non-zero entries, as
 pytorch-metric-learning's ContrastiveLoss), Adam at 1e-4, on the same
 class-balanced batch (--classes x --per-class images of --image-size). Ours is
-`metrix_tf.models.EmbeddingModel` + `metrix_tf.losses.ContrastiveLoss`
-stepped by `train_on_batch`; PyTorch's is a ResNet-50 written here from
+`metrix_tf.models.EmbeddingModel` + `metrix_tf.losses.ContrastiveLoss` +
+`metrix_tf.optimizers.FusedAdam` (what metrix-train uses; `--keras-adam` for
+keras.optimizers.Adam) stepped by `train_on_batch`; PyTorch's is a ResNet-50 written here from
 torch.nn (torchvision's layout: stride in the 3x3 convolution, "v1.5";
 `--torch-stride-in-1x1` uses Keras' original layout instead) stepped by a
 plain loop (zero_grad, forward, loss, backward, step). Each runs with
@@ -158,7 +159,8 @@ def ours_step_fn(images, labels, args, frozen):
         freeze_batchnorm=frozen,
         input_shape=(args.image_size, args.image_size, 3),
     )
-    model.compile(keras.optimizers.Adam(1e-4), loss=metrix_tf.losses.ContrastiveLoss())
+    optimizer = (keras.optimizers.Adam if args.keras_adam else metrix_tf.optimizers.FusedAdam)(1e-4)
+    model.compile(optimizer, loss=metrix_tf.losses.ContrastiveLoss())
 
     def step():
         return float(model.train_on_batch(images, labels))
@@ -178,6 +180,7 @@ def main():
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--bn", choices=["frozen", "training", "both"], default="both")
     parser.add_argument("--torch-stride-in-1x1", action="store_true")
+    parser.add_argument("--keras-adam", action="store_true")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

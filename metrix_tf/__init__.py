@@ -9,6 +9,7 @@ needs to load a saved model; the others load on first use (PEP 562):
 - `metrix_tf.mixing`: `Metrix`, pair selection, the mixing layers.
 - `metrix_tf.ops`: the soft-label similarity core (compiled op or pure TF).
 - `metrix_tf.models`: `MetricModel`, `EmbeddingModel`, backbones.
+- `metrix_tf.optimizers`: `FusedAdam` (Keras' Adam on TensorFlow's fused kernel).
 - `metrix_tf.evaluation`: Recall@K, MAP@R, R-precision, utilization.
 - `metrix_tf.callbacks`: Keras callbacks reporting them during `fit`.
 - `metrix_tf.data`: data set loaders, pipelines, the built-in data set.
@@ -24,6 +25,7 @@ from metrix_tf import callbacks  # noqa: E402
 from metrix_tf import losses  # noqa: E402
 from metrix_tf import mixing  # noqa: E402
 from metrix_tf import models  # noqa: E402
+from metrix_tf import optimizers  # noqa: E402
 from metrix_tf.mixing.metrix import Metrix  # noqa: E402
 from metrix_tf.version import __version__  # noqa: E402
 

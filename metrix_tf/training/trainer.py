@@ -20,6 +20,7 @@ from metrix_tf.mixing.metrix import Metrix
 from metrix_tf.models import EmbeddingModel
 from metrix_tf.models import resnet50_backbone
 from metrix_tf.models import small_cnn_backbone
+from metrix_tf.optimizers import FusedAdam
 from metrix_tf.training import distribution
 from metrix_tf.training import pictures
 from metrix_tf.training.run_state import RecordEpochs
@@ -92,7 +93,7 @@ def _build_model(config, preprocessing, num_classes):
         embedding_dim=config.embedding_dim,
         proxy_lr_multiplier=config.proxy_lr_multiplier,
     )
-    optimizer = keras.optimizers.Adam(
+    optimizer = FusedAdam(
         config.learning_rate, weight_decay=config.weight_decay or None
     )
     model.compile(optimizer=optimizer, loss=loss)
