@@ -46,7 +46,7 @@ def build(level, loss_name, image_size, strategy):
     loss = metrix_tf.losses.registry.get(loss_name).make(
         metrix=metrix, num_classes=64, embedding_dim=128
     )
-    model.compile(keras.optimizers.Adam(1e-4), loss=loss)
+    model.compile(metrix_tf.optimizers.FusedAdam(1e-4), loss=loss)
     return model
 
 

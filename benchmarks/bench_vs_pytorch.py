@@ -151,15 +151,20 @@ def torch_step_fn(images, labels, args, frozen):
 # --------------------------------------------------------------------- ours --
 
 
-def ours_step_fn(images, labels, args, frozen):
+def ours_step_fn(images, labels, args, frozen, plain=False):
+    """Our step; `plain`: Keras' BatchNormalization and Adam (before issue 12)."""
     keras.utils.set_random_seed(0)
+    shape = (args.image_size, args.image_size, 3)
+    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape) \
+        if plain else None
     model = metrix_tf.models.EmbeddingModel(
-        backbone=None,
+        backbone=backbone,
         embedding_dim=args.embedding_dim,
         freeze_batchnorm=frozen,
         input_shape=(args.image_size, args.image_size, 3),
     )
-    optimizer = (keras.optimizers.Adam if args.keras_adam else metrix_tf.optimizers.FusedAdam)(1e-4)
+    keras_adam = args.keras_adam or plain
+    optimizer = (keras.optimizers.Adam if keras_adam else metrix_tf.optimizers.FusedAdam)(1e-4)
     model.compile(optimizer, loss=metrix_tf.losses.ContrastiveLoss())
 
     def step():
@@ -181,6 +186,9 @@ def main():
     parser.add_argument("--bn", choices=["frozen", "training", "both"], default="both")
     parser.add_argument("--torch-stride-in-1x1", action="store_true")
     parser.add_argument("--keras-adam", action="store_true")
+    parser.add_argument(
+        "--with-plain-keras", action="store_true",
+        help="also time ours with Keras' BatchNormalization and Adam (no fused kernels)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -198,6 +206,9 @@ def main():
     steps = {}
     for mode in modes:
         steps[f"ours, BN {mode}"] = ours_step_fn(images, labels, args, mode == "frozen")
+        if args.with_plain_keras:
+            steps[f"ours with Keras BN + Adam, BN {mode}"] = ours_step_fn(
+                images, labels, args, mode == "frozen", plain=True)
         steps[f"PyTorch, BN {mode}"] = torch_step_fn(images, labels, args, mode == "frozen")
     for name, step in steps.items():  # trace, allocate, warm up
         for _ in range(args.warmup):
@@ -222,6 +233,10 @@ def main():
         ours = statistics.median(times[f"ours, BN {mode}"])
         theirs = statistics.median(times[f"PyTorch, BN {mode}"])
         print(f"| ours, BN {mode} | {ours:.3f} | {batch / ours:.1f} | {theirs / ours:.2f}x |")
+        if args.with_plain_keras:
+            plain = statistics.median(times[f"ours with Keras BN + Adam, BN {mode}"])
+            print(f"| ours with Keras BN + Adam, BN {mode} | {plain:.3f} | {batch / plain:.1f} "
+                  f"| {theirs / plain:.2f}x |")
         print(f"| PyTorch, BN {mode} | {theirs:.3f} | {batch / theirs:.1f} | |")
 
 
