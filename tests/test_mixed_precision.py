@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import metrix_tf
+from metrix_tf.mixing.mixed_batch import MixedBatch
 from metrix_tf.models import EmbeddingModel
 from metrix_tf.models import small_cnn_backbone
 
@@ -77,8 +78,9 @@ def test_each_loss_and_level_trains_under_mixed_precision(policy, level, loss_na
     if loss_name == "proxy_anchor":
         loss.proxies.assign(reference_loss.proxies)
     outputs = model(images, training=True, labels=labels)
-    embeddings = outputs["embeddings"] if isinstance(outputs, dict) else outputs
-    assert embeddings.dtype == tf.float32  # normalised, and scored, in float32
+    mixed = isinstance(outputs, MixedBatch)
+    for embeddings in (outputs.embeddings, outputs.mixed_embeddings) if mixed else (outputs,):
+        assert embeddings.dtype == tf.float32  # normalised, and scored, in float32
     expected = first_loss(reference, reference_loss, images, labels)
     got = first_loss(model, loss, images, labels)
     np.testing.assert_allclose(got, expected, rtol=TOLERANCE[policy])
