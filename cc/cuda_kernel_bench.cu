@@ -14,6 +14,7 @@
 //   exp+grad    the same forward, then its fused backward
 //   contr       fused contrastive row reductions
 //   contr+grad  the same forward, then its fused backward
+// at the op's strip height and (where it is below M) 4 times taller,
 // and prints each time with its ratio to the bare GEMM of the same pass
 // (forward to `gemm`, forward + backward to `gemm+grad`). The fused
 // reductions never hold the M x N matrices (strips of at most 2^24 entries);
@@ -83,7 +84,14 @@ double TimeMs(const std::function<void()>& body, int warmup = 3, int runs = 10) 
   return times[times.size() / 2];
 }
 
-void RunSize(int64_t m, int64_t d) {
+struct Breakdown {
+  int64_t m, strip_rows;
+  double strip_fwd, exp_kernels, contr_kernels, strip_bwd, exp_bwd_kernels,
+      contr_bwd_kernels;
+};
+std::vector<Breakdown> breakdown;
+
+void RunSize(int64_t m, int64_t d, int64_t strip_multiplier) {
   using T = float;
   using L = int32_t;
   const int64_t n = m;
@@ -130,7 +138,8 @@ void RunSize(int64_t m, int64_t d) {
   CHECK_CUDA(cudaMemset(y, 0, sizeof(T) * m * n));
   T* ga = Allocate<T>(m * d);
   T* gc = Allocate<T>(n * d);
-  const int64_t strip_rows = metrix::cuda::FusedStripRows(m, n);
+  const int64_t strip_rows =
+      std::min(m, metrix::cuda::FusedStripRows(m, n) * strip_multiplier);
   T* strip_data = Allocate<T>(strip_rows * n);
   const metrix::cuda::StripWorkspace<T> strip{strip_data, strip_rows};
   std::vector<T*> rows;
@@ -180,11 +189,34 @@ void RunSize(int64_t m, int64_t d) {
   const double t_exp_grad = TimeMs(exp_grad);
   const double t_contr = TimeMs(contr_fwd);
   const double t_contr_grad = TimeMs(contr_grad);
+  // The cuBLAS share of the fused passes: the same strip GEMMs alone.
+  auto strip_gemms = [&](bool backward) {
+    for (int64_t r0 = 0; r0 < m; r0 += strip_rows) {
+      const int64_t rows = std::min(strip_rows, m - r0);
+      CHECK_CUDA(metrix::cuda::RowMajorGemm<T>(nullptr, true, false, true, rows, n, d,
+                                               T(1), da + r0 * d, d, dc, d, T(0),
+                                               strip_data, n));
+      if (!backward) continue;
+      CHECK_CUDA(metrix::cuda::RowMajorGemm<T>(nullptr, true, false, false, rows, d, n,
+                                               T(1), strip_data, n, dc, d, T(0),
+                                               ga + r0 * d, d));
+      CHECK_CUDA(metrix::cuda::RowMajorGemm<T>(nullptr, true, true, false, n, d, rows,
+                                               T(1), strip_data, n, da + r0 * d, d,
+                                               r0 > 0 ? T(1) : T(0), gc, d));
+    }
+  };
+  const double t_strip_fwd = TimeMs([&] { strip_gemms(false); });
+  const double t_strip_bwd = TimeMs([&] { strip_gemms(true); });
+  breakdown.push_back({m, strip_rows, t_strip_fwd, t_exp - t_strip_fwd,
+                       t_contr - t_strip_fwd, t_strip_bwd,
+                       t_exp_grad - t_exp - t_strip_bwd,
+                       t_contr_grad - t_contr - t_strip_bwd});
   const double tflops = 2.0 * m * n * d / (t_gemm * 1e-3) / 1e12;
   std::printf(
-      "| %6ld | %4ld | %7.3f (%5.0f TFLOP/s) | %7.3f | %7.3f (%.2fx) | %7.3f (%.2fx) "
+      "| %6ld | %4ld | %5ld | %7.3f (%5.0f TFLOP/s) | %7.3f | %7.3f (%.2fx) | %7.3f (%.2fx) "
       "| %7.3f (%.2fx) | %7.3f (%.2fx) | %7.3f (%.2fx) |\n",
-      static_cast<long>(m), static_cast<long>(d), t_gemm, tflops, t_gemm_grad,
+      static_cast<long>(m), static_cast<long>(d), static_cast<long>(strip_rows), t_gemm,
+      tflops, t_gemm_grad,
       t_labels, t_labels / t_gemm, t_exp, t_exp / t_gemm, t_exp_grad,
       t_exp_grad / t_gemm_grad, t_contr, t_contr / t_gemm, t_contr_grad,
       t_contr_grad / t_gemm_grad);
@@ -218,9 +250,24 @@ int main(int argc, char** argv) {
   std::printf("%s, float, TF32 allowed; ms, median of 10; ratio to the bare GEMM "
               "of the same pass\n\n",
               prop.name);
-  std::printf("| M = N | D | gemm | gemm+grad | labels | exp | exp+grad | contr | "
-              "contr+grad |\n|---|---|---|---|---|---|---|---|---|\n");
-  for (int64_t m : sizes) RunSize(m, d);
+  std::printf("| M = N | D | strip rows | gemm | gemm+grad | labels | exp | exp+grad | "
+              "contr | contr+grad |\n|---|---|---|---|---|---|---|---|---|---|\n");
+  // The op's strips (2^24 entries), then strips 4 times as tall.
+  for (int64_t m : sizes) {
+    RunSize(m, d, 1);
+    if (metrix::cuda::FusedStripRows(m, m) < m) RunSize(m, d, 4);
+  }
+  std::printf("\nWhere the fused passes' time goes (ms): the strip GEMMs alone "
+              "(cuBLAS), and the rest (our kernels)\n\n"
+              "| M = N | strip rows | fwd GEMMs | exp fwd kernels | contr fwd kernels "
+              "| bwd GEMMs (3 per strip) | exp bwd kernels | contr bwd kernels |\n"
+              "|---|---|---|---|---|---|---|---|\n");
+  for (const Breakdown& b : breakdown) {
+    std::printf("| %6ld | %5ld | %7.3f | %7.3f | %7.3f | %7.3f | %7.3f | %7.3f |\n",
+                static_cast<long>(b.m), static_cast<long>(b.strip_rows), b.strip_fwd,
+                b.exp_kernels, b.contr_kernels, b.strip_bwd, b.exp_bwd_kernels,
+                b.contr_bwd_kernels);
+  }
   std::printf("\ncuBLAS: %s\n", metrix::cuda::CublasPath());
   return 0;
 }

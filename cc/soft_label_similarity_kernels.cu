@@ -8,9 +8,11 @@
 // SoftLabelSimilarity: S = A C^T (one GEMM into the output), then the soft
 //   labels (one elementwise kernel).
 // Fused reductions, one strip of anchor rows at a time (StripWorkspace):
-//   forward:  S_strip = A_strip C^T (GEMM), then one warp per anchor row
-//             reduces its row of S_strip (coalesced reads, lanes merged by
-//             xor butterflies).
+//   forward:  S_strip = A_strip C^T (GEMM), then one block of 256 threads
+//             per anchor row reduces its row of S_strip (coalesced reads;
+//             lanes merged by xor butterflies, then the 8 warps through
+//             shared memory). A warp per row left the GPU mostly idle: a
+//             strip of 2^24 entries has only 512 rows at N = 32768.
 //   backward: S_strip again (the same GEMM call, so the same similarities as
 //             the forward), dL/dS in place (elementwise kernel), then
 //             grad_anchors[strip] = dS C and grad_candidates += dS^T A_strip
@@ -44,40 +46,52 @@ __device__ __forceinline__ double Infinity<double>() {
 }
 
 template <typename T>
-__device__ __forceinline__ T WarpSum(T v) {
-  for (int offset = 16; offset > 0; offset /= 2) {
-    v += __shfl_xor_sync(kFullMask, v, offset);
-  }
-  return v;
+__device__ __forceinline__ T ShuffleXor(T v, int offset) {
+  return __shfl_xor_sync(kFullMask, v, offset);
 }
 
 template <typename T>
-__device__ __forceinline__ T WarpMin(T v) {
-  for (int offset = 16; offset > 0; offset /= 2) {
-    v = fmin(v, __shfl_xor_sync(kFullMask, v, offset));
-  }
-  return v;
+__device__ __forceinline__ LogSumExpState<T> ShuffleXor(LogSumExpState<T> v,
+                                                        int offset) {
+  LogSumExpState<T> other;
+  other.max = __shfl_xor_sync(kFullMask, v.max, offset);
+  other.sum = __shfl_xor_sync(kFullMask, v.sum, offset);
+  return other;
 }
 
-template <typename T>
-__device__ __forceinline__ T WarpMax(T v) {
-  for (int offset = 16; offset > 0; offset /= 2) {
-    v = fmax(v, __shfl_xor_sync(kFullMask, v, offset));
+struct SumOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct MinOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return fmin(a, b); }
+};
+struct MaxOp {
+  template <typename T>
+  __device__ T operator()(T a, T b) const { return fmax(a, b); }
+};
+struct LogSumExpOp {  // merges two log-sum-exp states
+  template <typename T>
+  __device__ LogSumExpState<T> operator()(LogSumExpState<T> a,
+                                          const LogSumExpState<T>& b) const {
+    LogSumExpMerge(&a, b);
+    return a;
   }
-  return v;
-}
+};
 
-// Merges the lanes' log-sum-exp states; every lane returns the total.
-template <typename T>
-__device__ __forceinline__ LogSumExpState<T> WarpLogSumExp(
-    LogSumExpState<T> s) {
-  for (int offset = 16; offset > 0; offset /= 2) {
-    LogSumExpState<T> other;
-    other.max = __shfl_xor_sync(kFullMask, s.max, offset);
-    other.sum = __shfl_xor_sync(kFullMask, s.sum, offset);
-    LogSumExpMerge(&s, other);
-  }
-  return s;
+// Reduces v over the block's kThreads threads (lanes by xor butterflies,
+// then the warps' results through `shared`, kWarpsPerBlock entries); every
+// thread returns the total. All threads of the block must call it.
+template <typename S, typename Op>
+__device__ __forceinline__ S BlockReduce(S v, S* shared, Op op) {
+  for (int offset = 16; offset > 0; offset /= 2) v = op(v, ShuffleXor(v, offset));
+  if (threadIdx.x % 32 == 0) shared[threadIdx.x / 32] = v;
+  __syncthreads();
+  S total = shared[0];
+  for (int w = 1; w < kWarpsPerBlock; ++w) total = op(total, shared[w]);
+  __syncthreads();  // `shared` can be reused
+  return total;
 }
 
 template <typename T, typename L>
@@ -89,35 +103,35 @@ __global__ void SoftLabelsKernel(PairInputs<T, L> in, T* soft_labels) {
   }
 }
 
-// One warp per anchor row r0 + r of the strip s (rows x n).
+// One block per anchor row r0 + blockIdx.x of the strip s (rows x n).
 template <typename T, typename L>
 __global__ void ExpStripKernel(PairInputs<T, L> in, ExpParams<T> params,
                                const T* s, int64_t r0, int64_t rows,
                                ExpOutputs<T> out) {
-  const int lane = threadIdx.x % 32;
-  const int64_t r =
-      static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (r >= rows) return;
+  __shared__ T shared[kWarpsPerBlock];
+  __shared__ LogSumExpState<T> shared_lse[kWarpsPerBlock];
+  const int64_t r = blockIdx.x;
+  if (r >= rows) return;  // the whole block
   const int64_t i = r0 + r;
   const T* row = s + r * in.n;
   T min_pos = Infinity<T>();
   T max_neg = -Infinity<T>();
   if (params.mine) {  // The miner needs the row's extremes first.
-    for (int64_t j = lane; j < in.n; j += 32) {
+    for (int64_t j = threadIdx.x; j < in.n; j += kThreads) {
       const T y = PairSoftLabel(in, i, j);
       if (IsHardPositive(y)) min_pos = fmin(min_pos, row[j]);
       if (IsHardNegative(y)) max_neg = fmax(max_neg, row[j]);
     }
-    min_pos = WarpMin(min_pos);
-    max_neg = WarpMax(max_neg);
+    min_pos = BlockReduce(min_pos, shared, MinOp());
+    max_neg = BlockReduce(max_neg, shared, MaxOp());
   }
-  // Each lane starts from the empty sum (max 0, sum 0); the "1" of
-  // log(1 + sum) is added once, by lane 0.
-  LogSumExpState<T> pos{T(0), lane == 0 ? T(1) : T(0)};
-  LogSumExpState<T> neg{T(0), lane == 0 ? T(1) : T(0)};
+  // Each thread starts from the empty sum (max 0, sum 0); the "1" of
+  // log(1 + sum) is added once, by thread 0.
+  LogSumExpState<T> pos{T(0), threadIdx.x == 0 ? T(1) : T(0)};
+  LogSumExpState<T> neg{T(0), threadIdx.x == 0 ? T(1) : T(0)};
   T pos_count = T(0), neg_count = T(0);
   T lo = Infinity<T>(), hi = -Infinity<T>();
-  for (int64_t j = lane; j < in.n; j += 32) {
+  for (int64_t j = threadIdx.x; j < in.n; j += kThreads) {
     const T sj = row[j];
     const T y = PairSoftLabel(in, i, j);
     if (IsHardPositive(y)) lo = fmin(lo, sj);
@@ -135,13 +149,13 @@ __global__ void ExpStripKernel(PairInputs<T, L> in, ExpParams<T> params,
       neg_count += T(1);
     }
   }
-  pos = WarpLogSumExp(pos);
-  neg = WarpLogSumExp(neg);
-  pos_count = WarpSum(pos_count);
-  neg_count = WarpSum(neg_count);
-  lo = WarpMin(lo);
-  hi = WarpMax(hi);
-  if (lane == 0) {
+  pos = BlockReduce(pos, shared_lse, LogSumExpOp());
+  neg = BlockReduce(neg, shared_lse, LogSumExpOp());
+  pos_count = BlockReduce(pos_count, shared, SumOp());
+  neg_count = BlockReduce(neg_count, shared, SumOp());
+  lo = BlockReduce(lo, shared, MinOp());
+  hi = BlockReduce(hi, shared, MaxOp());
+  if (threadIdx.x == 0) {
     out.lse_pos[i] = LogSumExpValue(pos);
     out.lse_neg[i] = LogSumExpValue(neg);
     out.min_pos[i] = lo;
@@ -151,19 +165,19 @@ __global__ void ExpStripKernel(PairInputs<T, L> in, ExpParams<T> params,
   }
 }
 
+// One block per anchor row r0 + blockIdx.x of the strip s (rows x n).
 template <typename T, typename L>
 __global__ void ContrastiveStripKernel(PairInputs<T, L> in,
                                        ContrastiveParams<T> params, const T* s,
                                        int64_t r0, int64_t rows,
                                        ContrastiveOutputs<T> out) {
-  const int lane = threadIdx.x % 32;
-  const int64_t r =
-      static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  if (r >= rows) return;
+  __shared__ T shared[kWarpsPerBlock];
+  const int64_t r = blockIdx.x;
+  if (r >= rows) return;  // the whole block
   const int64_t i = r0 + r;
   const T* row = s + r * in.n;
   T pos_sum = T(0), pos_count = T(0), neg_sum = T(0), neg_count = T(0);
-  for (int64_t j = lane; j < in.n; j += 32) {
+  for (int64_t j = threadIdx.x; j < in.n; j += kThreads) {
     const T y = PairSoftLabel(in, i, j);
     if (y < T(0)) continue;
     const T d = DistanceFromSimilarity(row[j]);
@@ -178,11 +192,11 @@ __global__ void ContrastiveStripKernel(PairInputs<T, L> in,
       neg_count += T(1);
     }
   }
-  pos_sum = WarpSum(pos_sum);
-  pos_count = WarpSum(pos_count);
-  neg_sum = WarpSum(neg_sum);
-  neg_count = WarpSum(neg_count);
-  if (lane == 0) {
+  pos_sum = BlockReduce(pos_sum, shared, SumOp());
+  pos_count = BlockReduce(pos_count, shared, SumOp());
+  neg_sum = BlockReduce(neg_sum, shared, SumOp());
+  neg_count = BlockReduce(neg_count, shared, SumOp());
+  if (threadIdx.x == 0) {
     out.pos_sum[i] = pos_sum;
     out.pos_count[i] = pos_count;
     out.neg_sum[i] = neg_sum;
@@ -221,10 +235,11 @@ struct ContrastivePartialFn {
   }
 };
 
-unsigned WarpBlocks(int64_t rows) {
-  return static_cast<unsigned>((rows + kWarpsPerBlock - 1) / kWarpsPerBlock);
-}
+unsigned RowBlocks(int64_t rows) { return static_cast<unsigned>(rows); }
 
+// Elementwise kernels: a flat grid-stride loop over at most 65535 blocks.
+// (A rows x columns grid without the per-entry division measured slower on
+// an H200: the cost is the entries' arithmetic and memory, not the index.)
 unsigned ElementBlocks(int64_t total) {
   const int64_t blocks = (total + kThreads - 1) / kThreads;
   return static_cast<unsigned>(blocks < 65535 ? (blocks > 0 ? blocks : 1)
@@ -337,7 +352,7 @@ int LaunchExpReductions(const GpuContext& gpu, const PairInputs<T, L>& in,
                         const ExpParams<T>& params, const ExpOutputs<T>& out,
                         const StripWorkspace<T>& strip) {
   return ForwardStrips(gpu, in, strip, [&](int64_t r0, int64_t rows) {
-    ExpStripKernel<<<WarpBlocks(rows), kThreads, 0, Stream(gpu)>>>(
+    ExpStripKernel<<<RowBlocks(rows), kThreads, 0, Stream(gpu)>>>(
         in, params, strip.data, r0, rows, out);
   });
 }
@@ -359,7 +374,7 @@ int LaunchContrastiveReductions(const GpuContext& gpu,
                                 const ContrastiveOutputs<T>& out,
                                 const StripWorkspace<T>& strip) {
   return ForwardStrips(gpu, in, strip, [&](int64_t r0, int64_t rows) {
-    ContrastiveStripKernel<<<WarpBlocks(rows), kThreads, 0, Stream(gpu)>>>(
+    ContrastiveStripKernel<<<RowBlocks(rows), kThreads, 0, Stream(gpu)>>>(
         in, params, strip.data, r0, rows, out);
   });
 }
