@@ -33,12 +33,23 @@ class MixSpec:
         scoring: "per_anchor" or "all_pairs".
         lam: weight of the first source of every mix, in [0, 1].
         weight: a float, or a dict {strategy: weight}.
+        labels: "soft" (y = lam [u's class] + (1 - lam) [v's class]) or
+            "majority" (y of the larger source: u's if lam >= 0.5).
     """
 
     strategy: str
     scoring: str
     lam: float
     weight: object = 0.4
+    labels: str = "soft"
+
+    def label_lam(self):
+        """The weight of the first source in the soft label."""
+        if self.labels == "soft":
+            return self.lam
+        if self.labels == "majority":
+            return 1.0 if self.lam >= 0.5 else 0.0
+        raise ValueError(f"oracle labels must be soft or majority: {self.labels!r}")
 
     def strategies(self):
         if self.strategy == "both":
@@ -191,7 +202,7 @@ def anchor_candidates(labels, embeddings, mix=None, strategy=None):
                     y = float(labels[b] == labels[a])
                     candidates.setdefault(a, []).append((unit[b], y))
         return candidates
-    for a, (i, j), y in scored_entries(labels, strategy, mix.scoring, mix.lam):
+    for a, (i, j), y in scored_entries(labels, strategy, mix.scoring, mix.label_lam()):
         candidates.setdefault(a, []).append((mix_vector(unit, i, j, mix.lam), y))
     return candidates
 
@@ -217,11 +228,14 @@ def contrastive_clean(labels, embeddings, pos_margin=0.0, neg_margin=0.5):
 
 
 def contrastive_mixed(labels, embeddings, strategy, scoring, lam,
-                      pos_margin=0.0, neg_margin=0.5):
-    """L_k of one strategy: avg-non-zero(y [d - m+]+) + avg-non-zero((1-y) [m- - d]+)."""
+                      pos_margin=0.0, neg_margin=0.5, label_lam=None):
+    """L_k of one strategy: avg-non-zero(y [d - m+]+) + avg-non-zero((1-y) [m- - d]+).
+
+    `label_lam` (default `lam`) weighs the first source in the labels."""
     unit = normalize(embeddings)
     pos, neg = [], []
-    for a, (i, j), y in scored_entries(labels, strategy, scoring, lam):
+    label_lam = lam if label_lam is None else label_lam
+    for a, (i, j), y in scored_entries(labels, strategy, scoring, label_lam):
         d = distance(unit[a], mix_vector(unit, i, j, lam))
         pos.append(y * max(d - pos_margin, 0.0))
         neg.append((1.0 - y) * max(neg_margin - d, 0.0))
@@ -235,7 +249,7 @@ def contrastive(labels, embeddings, pos_margin=0.0, neg_margin=0.5, mix=None):
         for strategy in mix.strategies():
             total += mix.weight_of(strategy) * contrastive_mixed(
                 labels, embeddings, strategy, mix.scoring, mix.lam,
-                pos_margin, neg_margin)
+                pos_margin, neg_margin, mix.label_lam())
     return total
 
 
@@ -295,11 +309,12 @@ def multi_similarity_clean(labels, embeddings, alpha=17.97, beta=75.66,
 
 
 def multi_similarity_mixed(labels, embeddings, strategy, scoring, lam,
-                           alpha=17.97, beta=75.66, base=0.77):
+                           alpha=17.97, beta=75.66, base=0.77, label_lam=None):
     """L_k: mean over anchors with a scored mix of the generic MS form."""
     unit = normalize(embeddings)
     per_anchor = {}
-    for a, (i, j), y in scored_entries(labels, strategy, scoring, lam):
+    label_lam = lam if label_lam is None else label_lam
+    for a, (i, j), y in scored_entries(labels, strategy, scoring, label_lam):
         s = similarity(unit[a], mix_vector(unit, i, j, lam))
         pos_terms, neg_terms = per_anchor.setdefault(a, ([], []))
         pos_terms.append(y * math.exp(-alpha * (s - base)))
@@ -320,7 +335,7 @@ def multi_similarity(labels, embeddings, alpha=17.97, beta=75.66, base=0.77,
         for strategy in mix.strategies():
             total += mix.weight_of(strategy) * multi_similarity_mixed(
                 labels, embeddings, strategy, mix.scoring, mix.lam,
-                alpha, beta, base)
+                alpha, beta, base, mix.label_lam())
     return total
 
 
@@ -351,7 +366,7 @@ def proxy_anchor_clean(labels, embeddings, proxies, margin=0.1, alpha=32.0):
 
 
 def proxy_anchor_mixed(labels, embeddings, proxies, strategy, scoring, lam,
-                       margin=0.1, alpha=32.0):
+                       margin=0.1, alpha=32.0, label_lam=None):
     """L_k with the proxies as anchors and y from the proxy's class."""
     unit = normalize(embeddings)
     units_q = normalize(proxies)
@@ -359,8 +374,9 @@ def proxy_anchor_mixed(labels, embeddings, proxies, strategy, scoring, lam,
     pos_terms = {c: [] for c in range(num_classes)}
     neg_terms = {c: [] for c in range(num_classes)}
     has_pos = set()
+    label_lam = lam if label_lam is None else label_lam
     for c, (i, j), y in proxy_entries(labels, num_classes, strategy, scoring,
-                                      lam):
+                                      label_lam):
         s = similarity(units_q[c], mix_vector(unit, i, j, lam))
         pos_terms[c].append(y * math.exp(-alpha * (s - margin)))
         neg_terms[c].append((1.0 - y) * math.exp(alpha * (s + margin)))
@@ -380,7 +396,7 @@ def proxy_anchor(labels, embeddings, proxies, margin=0.1, alpha=32.0,
         for strategy in mix.strategies():
             total += mix.weight_of(strategy) * proxy_anchor_mixed(
                 labels, embeddings, proxies, strategy, mix.scoring, mix.lam,
-                margin, alpha)
+                margin, alpha, mix.label_lam())
     return total
 
 

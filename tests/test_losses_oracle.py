@@ -255,6 +255,10 @@ MIXES = {
     "both_all_pairs": MixSpec(
         "both", "all_pairs", 0.65,
         {"positive_negative": 0.5, "anchor_negative": 0.2}),
+    # Majority labels: y of the larger source (lam 0.7 -> the first's, 0.3
+    # -> the second's); the mixes themselves stay lam-weighted.
+    "pn_per_anchor_majority": MixSpec("positive_negative", "per_anchor", 0.7, 0.4, "majority"),
+    "both_all_pairs_majority": MixSpec("both", "all_pairs", 0.3, 0.4, "majority"),
 }
 
 LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")
@@ -272,7 +276,7 @@ def make_metrix(mix):
     import metrix_tf
     return metrix_tf.Metrix(level="embedding", weight=mix.weight,
                             strategy=mix.strategy, scoring=mix.scoring,
-                            lam=mix.lam)
+                            lam=mix.lam, mixed_labels=mix.labels)
 
 
 def num_classes_for(labels):
@@ -566,3 +570,23 @@ def test_contrastive_duplicated_rows_have_distance_exactly_zero(dtype, fused, pu
     with context:
         got = losses.contrastive(tf.constant(labels), tf.constant(x, dtype), fused=fused)
     np.testing.assert_allclose(float(got), expected, rtol=1e-5 if dtype == "float32" else 1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_majority_labels_change_the_mixed_term_only(loss):
+    """Majority labels give another loss than soft ones at lam = 0.7 (so the
+    option is live), the same at lam = 1 (labels already hard), and the
+    clean part is untouched (weight 0)."""
+    tf = _tf()
+    labels = BATCHES["balanced"]
+    x = oracle.clustered_embeddings(labels)
+    q = make_proxies(labels)
+
+    def value(lam, mixed_labels, weight=0.4):
+        spec = MixSpec("positive_negative", "all_pairs", lam, weight, mixed_labels)
+        return float(library_loss(loss, tf.constant(labels, tf.int32),
+                                  tf.constant(x, tf.float64), tf.constant(q, tf.float64), spec))
+
+    assert abs(value(0.7, "majority") - value(0.7, "soft")) > 1e-6
+    np.testing.assert_allclose(value(1.0, "majority"), value(1.0, "soft"), rtol=1e-12)
+    np.testing.assert_allclose(value(0.7, "majority", 0.0), value(0.7, "soft", 0.0), rtol=1e-12)

@@ -108,11 +108,22 @@ def test_metrix_config_round_trip():
         scoring="all_pairs",
         lam=0.25,
         seed=7,
+        mixed_labels="majority",
     )
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(metrix))
     assert again == metrix
     assert metrix_tf.Metrix.from_config(metrix.get_config()) == metrix
     assert again.weight_for("anchor_negative") == 0.3
+    assert again.mixed_labels == "majority"
+    assert metrix != metrix_tf.Metrix.from_config({**metrix.get_config(), "mixed_labels": "soft"})
+
+
+def test_label_lambda():
+    lam = keras.ops.convert_to_tensor([0.0, 0.3, 0.5, 0.7, 1.0], dtype="float64")
+    soft = metrix_tf.Metrix(mixed_labels="soft").label_lambda(lam)
+    majority = metrix_tf.Metrix(mixed_labels="majority").label_lambda(lam)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(soft), [0.0, 0.3, 0.5, 0.7, 1.0])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(majority), [0.0, 0.0, 1.0, 1.0, 1.0])
 
 
 @pytest.mark.parametrize(
@@ -131,6 +142,7 @@ def test_metrix_config_round_trip():
         ({"lam": -0.1}, "lam=-0.1"),
         ({"lam": float("nan")}, "lam=nan"),
         ({"seed": 1.5}, "seed=1.5"),
+        ({"mixed_labels": "hard"}, "mixed_labels='hard'"),
     ],
 )
 def test_metrix_rejects_bad_arguments(kwargs, needle):

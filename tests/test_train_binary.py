@@ -52,6 +52,7 @@ def metrix_train(tmp_path, *flags, timeout=300):
     [
         (["--loss=triplet"], "--loss must be one of"),
         (["--metrix_level=pixel"], "--metrix_level must be one of"),
+        (["--metrix_mixed_labels=hard"], "--metrix_mixed_labels must be one of"),
         (["--batch_size=1"], "--batch_size must be >= 2"),
         (["--learning_rate=0"], "--learning_rate must be > 0"),
         (["--images_per_class=3", "--batch_size=32"], "--images_per_class must be 0 or"),

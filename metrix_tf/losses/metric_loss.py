@@ -251,7 +251,7 @@ def mixed_ratios(scoring, anchors, anchor_labels, mixed, metrix, per_anchor_mask
             pick(candidates),
             pick(mixed.labels_a),
             pick(mixed.labels_b),
-            tf.cast(pick(mixed.lam), anchors.dtype),
+            metrix.label_lambda(tf.cast(pick(mixed.lam), anchors.dtype)),
             mask=None if mask is None else tf.boolean_mask(mask, of_strategy, axis=1),
             fused=fused,
         )

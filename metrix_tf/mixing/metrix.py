@@ -9,6 +9,7 @@ from metrix_tf.ops.cross_replica import same_on_every_replica
 LEVELS = ("input", "feature", "embedding")
 STRATEGIES = ("positive_negative", "anchor_negative", "random", "both")
 SCORINGS = ("per_anchor", "all_pairs")
+MIXED_LABELS = ("soft", "majority")
 # The two pair-selection strategies that produce mixes; "random" and "both"
 # choose among them. Every mix carries the id of the one that made it.
 MIX_STRATEGIES = ("positive_negative", "anchor_negative")
@@ -82,6 +83,17 @@ class Metrix:
     - `"all_pairs"`: every mix is a soft-labelled candidate for every anchor
       of the batch (every proxy, for proxy anchor).
 
+    Labels of the mixes (`mixed_labels`):
+    - `"soft"` (the paper's): `y = lam [class(u) == class(anchor)]
+      + (1 - lam) [class(v) == class(anchor)]`.
+    - `"majority"`: the mix takes the label of its larger source, `y =
+      [class(u) == class(anchor)]` if `lam >= 0.5`, else `[class(v) ==
+      class(anchor)]`; the mix itself is still `lam * u + (1 - lam) * v`.
+      With soft labels the mixed term of multi-similarity and proxy anchor
+      is smallest at a similarity close to the decision boundary whatever
+      `lam` is (both terms act on every mix); with majority labels a mix is
+      pulled to the positive or the negative side like a clean pair.
+
     Args:
         level: where mixing happens: `"input"` (images), `"feature"` (the
             backbone's last feature maps) or `"embedding"` (final embeddings,
@@ -97,6 +109,7 @@ class Metrix:
             `"random"`, `"both"`.
         scoring: `"per_anchor"` or `"all_pairs"`.
         lam: None to draw `lam` each step, or a fixed float in [0, 1].
+        mixed_labels: `"soft"` (default, the paper's) or `"majority"`.
         seed: optional int seed for the draws of `lam` and of the random
             strategy.
 
@@ -123,6 +136,7 @@ class Metrix:
         scoring="per_anchor",
         lam=None,
         seed=None,
+        mixed_labels="soft",
     ):
         if level not in LEVELS:
             raise ValueError(
@@ -138,6 +152,11 @@ class Metrix:
             raise ValueError(
                 f"Argument `scoring` must be one of {SCORINGS}. "
                 f"Received: scoring={scoring!r}"
+            )
+        if mixed_labels not in MIXED_LABELS:
+            raise ValueError(
+                f"Argument `mixed_labels` must be one of {MIXED_LABELS}. "
+                f"Received: mixed_labels={mixed_labels!r}"
             )
         if (
             isinstance(alpha, bool)
@@ -182,6 +201,7 @@ class Metrix:
         self.scoring = scoring
         self.lam = lam
         self.seed = seed
+        self.mixed_labels = mixed_labels
         self._seed_generator = None
 
     @property
@@ -213,6 +233,16 @@ class Metrix:
         if isinstance(self.weight, dict):
             return self.weight[strategy]
         return self.weight
+
+    def label_lambda(self, lam):
+        """The weight of the first source in the mixes' labels.
+
+        `lam` itself for soft labels; 1 where `lam >= 0.5`, else 0, for
+        majority labels. `lam`: float tensor of any shape.
+        """
+        if self.mixed_labels == "soft":
+            return lam
+        return keras.ops.cast(keras.ops.greater_equal(lam, 0.5), lam.dtype)
 
     @property
     def seed_generator(self):
@@ -261,6 +291,7 @@ class Metrix:
             "scoring": self.scoring,
             "lam": self.lam,
             "seed": self.seed,
+            "mixed_labels": self.mixed_labels,
         }
 
     @classmethod

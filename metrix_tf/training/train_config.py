@@ -12,6 +12,7 @@ import re
 
 from metrix_tf.losses import registry
 from metrix_tf.mixing.metrix import LEVELS as METRIX_LEVELS
+from metrix_tf.mixing.metrix import MIXED_LABELS
 from metrix_tf.mixing.metrix import SCORINGS
 from metrix_tf.mixing.metrix import STRATEGIES
 
@@ -53,6 +54,7 @@ class TrainConfig:
     metrix_scoring: str = "per_anchor"
     metrix_weight: float = 0.4
     metrix_alpha: float = 2.0
+    metrix_mixed_labels: str = "soft"
     max_mixes: int = 0
     backbone: str = "small_cnn"
     backbone_width: int = 32
@@ -90,6 +92,7 @@ class TrainConfig:
         "metrix_scoring": f"Metrix scoring: one of {SCORINGS}.",
         "metrix_weight": "Weight w of the mixed loss (>= 0).",
         "metrix_alpha": "Beta(alpha, alpha) parameter of lambda (> 0).",
+        "metrix_mixed_labels": f"Labels of the mixes: one of {MIXED_LABELS} (soft: the paper's).",
         "max_mixes": "Most mixes per step at input/feature level (0: batch size).",
         "backbone": f"Backbone: one of {BACKBONES}.",
         "backbone_width": "Channels of the small CNN's first block.",
@@ -197,6 +200,7 @@ class TrainConfig:
             ("metrix_level", LEVELS),
             ("metrix_strategy", STRATEGIES),
             ("metrix_scoring", SCORINGS),
+            ("metrix_mixed_labels", MIXED_LABELS),
             ("backbone", BACKBONES),
             ("distribution", DISTRIBUTIONS),
             ("precision", PRECISIONS),

@@ -57,6 +57,7 @@ def make_metrix(config):
         strategy=config.metrix_strategy,
         scoring=config.metrix_scoring,
         seed=config.seed,
+        mixed_labels=config.metrix_mixed_labels,
     )
 
 
