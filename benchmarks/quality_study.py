@@ -29,7 +29,10 @@ Recall@1 per seed. Writes the tables to `RESULTS/study.md`, a PNG of
 Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png` and
 the validation curves of each configuration's first seed to
 `RESULTS/validation_curves.png`.
-The test classes are evaluated once per run, after training; choices
+Paired differences compare cells that ran the same code (the commit each
+cell records): after code that changes the numerics, `--baseline-tag TAG`
+reruns the baselines as `none-TAG` for the new code's Metrix cells to pair
+with. The test classes are evaluated once per run, after training; choices
 between variants are to be made on the validation columns.
 """
 
@@ -138,6 +141,16 @@ def read_cell(workdir):
     return row
 
 
+def baseline_cells(root, dataset, loss, seeds):
+    """{seed: [finished baseline cells]}: level none, untagged first, then any
+    `--baseline-tag` reruns. A Metrix cell pairs with the one of its commit."""
+    names = _listdir(os.path.join(root, dataset, loss))
+    tags = [""] + [name.split("-", 1)[1] for name in names if name.startswith("none-")]
+    cells = {s: [read_cell(cell_dir(root, dataset, loss, "none", tag, s)) for tag in tags]
+             for s in seeds}
+    return {s: [c for c in found if c is not None] for s, found in cells.items()}
+
+
 COLUMNS = (
     ("R@1", "recall@1"), ("R@2", "recall@2"), ("R@4", "recall@4"), ("R@8", "recall@8"),
     ("MAP@R", "map@r"), ("util.", "utilization"), ("util. + mixes", "utilization_with_mixes"),
@@ -160,7 +173,7 @@ def report(root, datasets, losses, configs, seeds):
                  "|---|---|---|" + "---|" * len(COLUMNS)]
         diffs = []
         for loss in losses:
-            baseline = {s: read_cell(cell_dir(root, dataset, loss, "none", "", s)) for s in seeds}
+            baselines = baseline_cells(root, dataset, loss, seeds)
             for level, tag in configs:
                 cells = {s: read_cell(cell_dir(root, dataset, loss, level, tag, s)) for s in seeds}
                 done = [s for s in seeds if cells[s] is not None]
@@ -174,9 +187,10 @@ def report(root, datasets, losses, configs, seeds):
                 r1 = [cells[s]["recall@1"] for s in done]
                 plot.setdefault(dataset, []).append(
                     (f"{loss}\n{name}", np.mean(r1), np.std(r1), cells[done[0]]["history"]))
-                paired = [s for s in done if baseline[s] is not None
-                          and baseline[s]["commit"] == cells[s]["commit"]]
-                unpaired = [s for s in done if baseline[s] is not None and s not in paired]
+                baseline = {s: next((b for b in baselines[s] if b["commit"] == cells[s]["commit"]),
+                                    None) for s in done}
+                paired = [s for s in done if baseline[s] is not None]
+                unpaired = [s for s in done if baselines[s] and s not in paired]
                 if level != "none" and unpaired:
                     print(f"warning: {dataset}/{loss}/{name}: seeds {unpaired} ran with "
                           "other code than their baseline; left out of the paired differences",
@@ -273,6 +287,9 @@ def main():
     parser.add_argument("--tag", default="", help="name of a variant (its workdirs get -TAG)")
     parser.add_argument("--set", nargs="*", default=[], metavar="FLAG=VALUE",
                         help="metrix-train flags of the variant, e.g. metrix_weight=0.1")
+    parser.add_argument("--baseline-tag", default="",
+                        help="run the baselines (level none) as none-TAG: a rerun of them "
+                        "with other code, which the Metrix cells of that code pair with")
     parser.add_argument("--report-tags", nargs="*", default=None,
                         help="variants to list in the report (default: every one found)")
     parser.add_argument("--report-only", action="store_true")
@@ -285,7 +302,7 @@ def main():
             for seed in args.seeds:
                 for loss in args.losses:
                     for level in args.levels:
-                        tag = args.tag if level != "none" or args.set else ""
+                        tag = args.tag if level != "none" or args.set else args.baseline_tag
                         cell = (dataset, loss, level, tag, seed)
                         if read_cell(cell_dir(args.results, *cell)) is None:
                             run_cell(cell_dir(args.root, *cell), dataset, loss, level, seed,
