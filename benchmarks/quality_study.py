@@ -30,9 +30,10 @@ Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png` and
 the validation curves of each configuration's first seed to
 `RESULTS/validation_curves.png`.
 Paired differences compare cells that ran the same code (the commit each
-cell records): after code that changes the numerics, `--baseline-tag TAG`
-reruns the baselines as `none-TAG` for the new code's Metrix cells to pair
-with. The test classes are evaluated once per run, after training; choices
+cell records) with the same flags other than Metrix's (also recorded): after
+code that changes the numerics, `--baseline-tag TAG` reruns the baselines as
+`none-TAG` for the new code's Metrix cells to pair with, and a variant that
+sets training flags (`--tag long --set epochs=60`) runs its own baseline. The test classes are evaluated once per run, after training; choices
 between variants are to be made on the validation columns.
 """
 
@@ -77,6 +78,7 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     record = _read_json(path, {"seconds": 0.0})
     record["seconds"] += time.time() - start
     record.setdefault("commit", code_commit())
+    record.setdefault("settings", list(settings))
     with open(path, "w") as f:
         json.dump(record, f)
     if code:
@@ -136,14 +138,20 @@ def read_cell(workdir):
     seconds = _read_json(os.path.join(workdir, TIMES_FILE), {}).get(
         "seconds", results.get("seconds_this_session", float("nan")))
     row["minutes"] = seconds / 60
-    row["commit"] = _read_json(os.path.join(workdir, TIMES_FILE), {}).get("commit", "?")
+    record = _read_json(os.path.join(workdir, TIMES_FILE), {})
+    row["commit"] = record.get("commit", "?")
+    # The --set flags other than Metrix's (cells from before they were
+    # recorded ran none). A Metrix cell pairs with the baseline of the same
+    # code and the same such flags.
+    row["training"] = sorted(s for s in record.get("settings", []) if not s.startswith("metrix_"))
     row["history"] = history
     return row
 
 
 def baseline_cells(root, dataset, loss, seeds):
-    """{seed: [finished baseline cells]}: level none, untagged first, then any
-    `--baseline-tag` reruns. A Metrix cell pairs with the one of its commit."""
+    """{seed: [finished baseline cells]}: level none, untagged first, then the
+    tagged ones (`--baseline-tag` reruns, variants' own baselines). A Metrix
+    cell pairs with the one of its commit and its non-Metrix flags."""
     names = _listdir(os.path.join(root, dataset, loss))
     tags = [""] + [name.split("-", 1)[1] for name in names if name.startswith("none-")]
     cells = {s: [read_cell(cell_dir(root, dataset, loss, "none", tag, s)) for tag in tags]
@@ -187,8 +195,9 @@ def report(root, datasets, losses, configs, seeds):
                 r1 = [cells[s]["recall@1"] for s in done]
                 plot.setdefault(dataset, []).append(
                     (f"{loss}\n{name}", np.mean(r1), np.std(r1), cells[done[0]]["history"]))
-                baseline = {s: next((b for b in baselines[s] if b["commit"] == cells[s]["commit"]),
-                                    None) for s in done}
+                baseline = {s: next((b for b in baselines[s] if b["commit"] == cells[s]["commit"]
+                                     and b["training"] == cells[s]["training"]), None)
+                            for s in done}
                 paired = [s for s in done if baseline[s] is not None]
                 unpaired = [s for s in done if baselines[s] and s not in paired]
                 if level != "none" and unpaired:
