@@ -17,7 +17,7 @@
 // at the op's strip height and (where it is below M) 4 times taller,
 // and prints each time with its ratio to the bare GEMM of the same pass
 // (forward to `gemm`, forward + backward to `gemm+grad`). The fused
-// reductions never hold the M x N matrices (strips of at most 2^24 entries);
+// reductions never hold the M x N matrices (strips of at most 2^26 entries);
 // the bare GEMMs do, which at M = N = 32768 is 4 GiB per matrix.
 #include <cuda_runtime.h>
 
@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
               prop.name);
   std::printf("| M = N | D | strip rows | gemm | gemm+grad | labels | exp | exp+grad | "
               "contr | contr+grad |\n|---|---|---|---|---|---|---|---|---|---|\n");
-  // The op's strips (2^24 entries), then strips 4 times as tall.
+  // The op's strips (2^26 entries), then strips 4 times as tall.
   for (int64_t m : sizes) {
     RunSize(m, d, 1);
     if (metrix::cuda::FusedStripRows(m, m) < m) RunSize(m, d, 4);

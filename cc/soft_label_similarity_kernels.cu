@@ -12,7 +12,7 @@
 //             per anchor row reduces its row of S_strip (coalesced reads;
 //             lanes merged by xor butterflies, then the 8 warps through
 //             shared memory). A warp per row left the GPU mostly idle: a
-//             strip of 2^24 entries has only 512 rows at N = 32768.
+//             strip of 2^24 entries had only 512 rows at N = 32768.
 //   backward: S_strip again (the same GEMM call, so the same similarities as
 //             the forward), dL/dS in place (elementwise kernel), then
 //             grad_anchors[strip] = dS C and grad_candidates += dS^T A_strip
