@@ -31,19 +31,10 @@
 #include <vector>
 
 #include "cc/cublas_gemm.h"
+#include "cc/cuda_check.h"
 #include "cc/soft_label_similarity_kernels.h"
 
 namespace {
-
-#define CHECK_CUDA(expr)                                                 \
-  do {                                                                   \
-    const int error = static_cast<int>(expr);                            \
-    if (error != 0) {                                                    \
-      std::fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, \
-                   metrix::cuda::ErrorString(error));                    \
-      std::exit(2);                                                      \
-    }                                                                    \
-  } while (0)
 
 template <typename T>
 T* Upload(const std::vector<T>& host) {
