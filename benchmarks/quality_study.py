@@ -30,7 +30,9 @@ Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png` and
 the validation curves of each configuration's first seed to
 `RESULTS/validation_curves.png`.
 Paired differences compare cells that ran the same code (the commit each
-cell records) with the same flags other than Metrix's (also recorded): after
+cell records) with the same flags other than Metrix's (also recorded) and
+whose test figures are of an epoch chosen by the same rule (the last epoch,
+or the best validation Recall@1; `selection_rules`): after
 code that changes the numerics, `--baseline-tag TAG` reruns the baselines as
 `none-TAG` for the new code's Metrix cells to pair with, and a variant that
 sets training flags (`--tag long --set epochs=60`) runs its own baseline. The test classes are evaluated once per run, after training; choices
@@ -142,10 +144,34 @@ def read_cell(workdir):
     row["commit"] = record.get("commit", "?")
     # The --set flags other than Metrix's (cells from before they were
     # recorded ran none). A Metrix cell pairs with the baseline of the same
-    # code and the same such flags.
-    row["training"] = sorted(s for s in record.get("settings", []) if not s.startswith("metrix_"))
+    # code, the same such flags and a common selection rule.
+    row["training"] = sorted(s for s in record.get("settings", [])
+                             if not s.startswith(("metrix_", "select_by=")))
+    row["selection"] = selection_rules(results, history)
     row["history"] = history
     return row
+
+
+def selection_rules(results, history):
+    """The selection rules whose epoch this cell's test figures are of.
+
+    Cells kept either their last epoch (`--select_by=last`, and every run
+    from before the flag existed) or their best validation Recall@1 (the
+    default; the first epoch that reached the maximum). A paired difference
+    compares figures of one rule, so a cell also counts under a rule that
+    would have picked the same epoch (its history tells): a recall@1 cell
+    whose best epoch was the last is also a last-epoch cell.
+    """
+    epochs = len(history)
+    selected = results.get("selected_epoch") or epochs
+    rules = set()
+    if selected == epochs:
+        rules.add("last")
+    values = [h.get("val_recall@1") for h in history]
+    if values and None not in values:
+        if selected == 1 + int(np.argmax(values)):  # argmax: the first maximum
+            rules.add("recall@1")
+    return frozenset(rules)
 
 
 def baseline_cells(root, dataset, loss, seeds):
@@ -196,13 +222,15 @@ def report(root, datasets, losses, configs, seeds):
                 plot.setdefault(dataset, []).append(
                     (f"{loss}\n{name}", np.mean(r1), np.std(r1), cells[done[0]]["history"]))
                 baseline = {s: next((b for b in baselines[s] if b["commit"] == cells[s]["commit"]
-                                     and b["training"] == cells[s]["training"]), None)
+                                     and b["training"] == cells[s]["training"]
+                                     and b["selection"] & cells[s]["selection"]), None)
                             for s in done}
                 paired = [s for s in done if baseline[s] is not None]
                 unpaired = [s for s in done if baselines[s] and s not in paired]
                 if level != "none" and unpaired:
-                    print(f"warning: {dataset}/{loss}/{name}: seeds {unpaired} ran with "
-                          "other code than their baseline; left out of the paired differences",
+                    print(f"warning: {dataset}/{loss}/{name}: seeds {unpaired} have no baseline "
+                          "of the same code, flags and epoch-selection rule; left out of the "
+                          "paired differences",
                           file=sys.stderr)
                 if level != "none" and paired:
                     d = [cells[s]["recall@1"] - baseline[s]["recall@1"] for s in paired]
