@@ -52,6 +52,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 from metrix_tf.training.train_config import LEVELS  # noqa: E402  ("none" first)
 from metrix_tf.training.train_config import LOSSES  # noqa: E402  (the loss registry)
+from metrix_tf.training.train_config import RECIPES  # noqa: E402  (the data sets' recipes)
 
 DATASETS = ("builtin_large", "builtin")
 TIMES_FILE = "study_seconds.json"
@@ -81,6 +82,7 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     record["seconds"] += time.time() - start
     record.setdefault("commit", code_commit())
     record.setdefault("settings", list(settings))
+    record.setdefault("recipe", effective_recipe(dataset, settings))
     with open(path, "w") as f:
         json.dump(record, f)
     if code:
@@ -148,6 +150,7 @@ def read_cell(workdir):
     row["training"] = sorted(s for s in record.get("settings", [])
                              if not s.startswith(("metrix_", "select_by=")))
     row["selection"] = selection_rules(results, history)
+    row["recipe"] = record.get("recipe")  # None: a cell from before it was recorded
     row["history"] = history
     return row
 
@@ -341,7 +344,9 @@ def main():
                     for level in args.levels:
                         tag = args.tag if level != "none" or args.set else args.baseline_tag
                         cell = (dataset, loss, level, tag, seed)
-                        if read_cell(cell_dir(args.results, *cell)) is None:
+                        finished = read_cell(cell_dir(args.results, *cell))
+                        check_recipe(finished, dataset, args.set, cell_dir(args.results, *cell))
+                        if finished is None:
                             run_cell(cell_dir(args.root, *cell), dataset, loss, level, seed,
                                      args.set, log)
                             archive(args.root, args.results)
@@ -360,6 +365,29 @@ def main():
         f.write(text)
     write_plot(plot, os.path.join(args.results, "recall_at_1.png"))
     write_curves(plot, os.path.join(args.results, "validation_curves.png"))
+
+
+def effective_recipe(dataset, settings):
+    """The data set's recipe with a variant's `--set` flags applied to it, as
+    {flag: value as text}: `--set epochs=60` on a 30-epoch recipe ran what a
+    60-epoch recipe runs."""
+    recipe = {key: str(value) for key, value in RECIPES.get(dataset, {}).items()}
+    for setting in settings:
+        key, value = setting.split("=", 1)
+        if key in recipe:
+            recipe[key] = value
+    return recipe
+
+
+def check_recipe(cell, dataset, settings, path):
+    """A finished cell is reused only if it ran the data set's current recipe."""
+    current = effective_recipe(dataset, settings)
+    if cell is not None and cell["recipe"] is not None and cell["recipe"] != current:
+        raise SystemExit(
+            f"{path} ran the recipe {cell['recipe']} of {dataset}, but the current one is "
+            f"{current}: its figures are not this study's. Give this study its own --results "
+            "and --root (or move the old cells away) before running it."
+        )
 
 
 def _listdir(path):
