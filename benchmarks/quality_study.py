@@ -29,6 +29,10 @@ Recall@1 per seed. Writes the tables to `RESULTS/study.md`, a PNG of
 Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png` and
 the validation curves of each configuration's first seed to
 `RESULTS/validation_curves.png`.
+The study compares last epochs: a cell that kept an earlier epoch (it
+selected by validation Recall@1, which picks among near-ties) has its last
+epoch's weights evaluated into results_last.json (`--evaluate-last`, from
+its workdir's last checkpoint), and its row uses those figures.
 Paired differences compare cells that ran the same code (the commit each
 cell records) with the same flags other than Metrix's (also recorded) and
 whose test figures are of an epoch chosen by the same rule (the last epoch,
@@ -45,6 +49,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -90,7 +95,43 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     return code == 0
 
 
-CELL_FILES = ("results.json", "history.json", TIMES_FILE)
+LAST_FILE = "results_last.json"
+CELL_FILES = ("results.json", "history.json", TIMES_FILE, LAST_FILE)
+
+
+def evaluate_last(workdir, log):
+    """For a finished cell that kept an earlier epoch than its last (it
+    selected by validation Recall@1): evaluates its last epoch's weights the
+    same way into `results_last.json`, so that all cells can be compared at
+    the last epoch. Runs the trainer on a copy of the workdir (its config
+    with `select_by=last`): no epoch is trained, the workdir is not touched.
+    Returns False when it failed."""
+    results = _read_json(os.path.join(workdir, "results.json"))
+    if results is None or os.path.exists(os.path.join(workdir, LAST_FILE)):
+        return True
+    if results.get("selected_epoch", results["epochs"]) == results["epochs"]:
+        return True
+    with tempfile.TemporaryDirectory(prefix=".last-", dir=workdir) as copy:
+        shutil.copytree(os.path.join(workdir, "checkpoints"), os.path.join(copy, "checkpoints"))
+        for name in ("history.json", "results_untrained.json"):
+            if os.path.exists(os.path.join(workdir, name)):
+                shutil.copyfile(os.path.join(workdir, name), os.path.join(copy, name))
+        config = _read_json(os.path.join(workdir, "config.json"))
+        config.update(select_by="last", workdir=copy, export=False)
+        with open(os.path.join(copy, "config.json"), "w") as f:
+            json.dump(config, f)
+        command = [sys.executable, "-m", "metrix_tf.training.main",
+                   f"--config={os.path.join(copy, 'config.json')}", f"--workdir={copy}",
+                   "--select_by=last", "--noexport"]
+        log(f"evaluating the last epoch of {workdir}")
+        with open(os.path.join(workdir, "study.log"), "a") as out:
+            code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
+        last = _read_json(os.path.join(copy, "results.json"))
+        if code or last is None or last["selected_epoch"] != results["epochs"]:
+            log(f"FAILED to evaluate the last epoch of {workdir}: see its study.log")
+            return False
+        shutil.copyfile(os.path.join(copy, "results.json"), os.path.join(workdir, LAST_FILE))
+    return True
 
 
 def code_commit():
@@ -131,8 +172,13 @@ def read_cell(workdir):
     results = _read_json(os.path.join(workdir, "results.json"))
     if results is None:
         return None
-    trained = results["trained"]
     history = _read_json(os.path.join(workdir, "history.json"), [])
+    rules = selection_rules(results, history)
+    last = _read_json(os.path.join(workdir, LAST_FILE))
+    if last is not None and "last" not in rules:
+        # The study compares last epochs: the cell's kept epoch is not it.
+        results, rules = last, frozenset({"last"})
+    trained = results["trained"]
     last = history[-1] if history else {}
     row = {key: trained[key] for key in trained if isinstance(trained[key], float)}
     row["val_recall@1"] = last.get("val_recall@1", float("nan"))
@@ -149,7 +195,7 @@ def read_cell(workdir):
     # code, the same such flags and a common selection rule.
     row["training"] = sorted(s for s in record.get("settings", [])
                              if not s.startswith(("metrix_", "select_by=")))
-    row["selection"] = selection_rules(results, history)
+    row["selection"] = rules
     row["recipe"] = record.get("recipe")  # None: a cell from before it was recorded
     row["history"] = history
     return row
@@ -333,11 +379,19 @@ def main():
     parser.add_argument("--report-tags", nargs="*", default=None,
                         help="variants to list in the report (default: every one found)")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--evaluate-last", action="store_true",
+                        help="evaluate the last epoch of every finished cell under --root that "
+                        "kept an earlier one (results_last.json), then report")
     args = parser.parse_args()
     if args.set and not args.tag:
         parser.error("--set needs --tag, so that a variant never reuses another's runs")
     log = lambda message: print(time.strftime("%H:%M:%S"), message, flush=True)  # noqa: E731
-    if not args.report_only:
+    if args.evaluate_last:
+        for dataset in args.datasets:
+            for directory, _, files in sorted(os.walk(os.path.join(args.root, dataset))):
+                if "results.json" in files and not os.path.basename(directory).startswith(".last-"):
+                    evaluate_last(directory, log)
+    elif not args.report_only:
         for dataset in args.datasets:
             for seed in args.seeds:
                 for loss in args.losses:
@@ -371,7 +425,10 @@ def effective_recipe(dataset, settings):
     """The data set's recipe with a variant's `--set` flags applied to it, as
     {flag: value as text}: `--set epochs=60` on a 30-epoch recipe ran what a
     60-epoch recipe runs."""
-    recipe = {key: str(value) for key, value in RECIPES.get(dataset, {}).items()}
+    # Not the epoch-selection rule: the study compares last epochs whatever
+    # a cell kept (results_last.json).
+    recipe = {key: str(value) for key, value in RECIPES.get(dataset, {}).items()
+              if key != "select_by"}
     for setting in settings:
         key, value = setting.split("=", 1)
         if key in recipe:

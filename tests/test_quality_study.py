@@ -1,0 +1,107 @@
+"""benchmarks/quality_study.py's bookkeeping: which figures of a cell are
+reported, which cells pair, and which stored cells may be reused."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                      "benchmarks", "quality_study.py")
+
+
+@pytest.fixture(scope="module")
+def study():
+    if not os.path.exists(SCRIPT):
+        pytest.skip("benchmarks/ is not beside the tests")
+    spec = importlib.util.spec_from_file_location("quality_study", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+COLUMNS_OF_RESULTS = [(None, k) for k in ("recall@2", "recall@4", "recall@8", "map@r", "utilization",
+                                          "utilization_with_mixes", "train_recall@1")]
+
+
+def history(recalls):
+    return [{"epoch": i, "val_recall@1": r, "val_map@r": r / 2} for i, r in enumerate(recalls)]
+
+
+@pytest.mark.parametrize("recalls,selected,expected", [
+    ([0.5, 0.7, 0.9], 3, {"last", "recall@1"}),  # the best is the last
+    ([0.5, 0.9, 0.8], 3, {"last"}),               # kept the last, best was 2
+    ([0.5, 0.9, 0.8], 2, {"recall@1"}),           # kept the best, not the last
+    ([0.5, 0.9, 0.9], 2, {"recall@1"}),           # ties: the first best is kept
+    ([0.5, 0.9, 0.9], 3, {"last"}),               # ... so the last is not it
+    ([0.5, 0.9, 0.8], 1, set()),                  # neither rule picks epoch 1
+])
+def test_selection_rules_are_the_rules_that_pick_the_kept_epoch(study, recalls, selected, expected):
+    results = {"epochs": len(recalls), "selected_epoch": selected}
+    assert study.selection_rules(results, history(recalls)) == expected
+
+
+def test_a_cell_from_before_selection_kept_its_last_epoch(study):
+    assert "last" in study.selection_rules({"epochs": 3}, history([0.9, 0.5, 0.6]))
+
+
+def write_cell(path, recall, selected, epochs=3, last_recall=None, settings=(), recipe=None):
+    os.makedirs(path)
+    figures = {key: 0.5 for _, key in COLUMNS_OF_RESULTS}
+    figures["recall@1"] = recall
+    with open(os.path.join(path, "results.json"), "w") as f:
+        json.dump({"trained": figures, "epochs": epochs, "selected_epoch": selected}, f)
+    with open(os.path.join(path, "history.json"), "w") as f:
+        json.dump(history([0.5, 0.9, 0.8][:epochs]), f)
+    record = {"seconds": 60.0, "commit": "abc1234", "settings": list(settings)}
+    if recipe is not None:
+        record["recipe"] = recipe
+    with open(os.path.join(path, "study_seconds.json"), "w") as f:
+        json.dump(record, f)
+    if last_recall is not None:
+        with open(os.path.join(path, "results_last.json"), "w") as f:
+            json.dump({"trained": {"recall@1": last_recall}, "epochs": epochs,
+                       "selected_epoch": epochs}, f)
+
+
+def test_a_cell_reports_its_last_epoch_when_it_was_evaluated(study, tmp_path):
+    write_cell(tmp_path / "kept", recall=0.70, selected=2)
+    write_cell(tmp_path / "evaluated", recall=0.70, selected=2, last_recall=0.75)
+    kept = study.read_cell(str(tmp_path / "kept"))
+    evaluated = study.read_cell(str(tmp_path / "evaluated"))
+    assert (kept["recall@1"], kept["selection"]) == (0.70, {"recall@1"})
+    assert (evaluated["recall@1"], evaluated["selection"]) == (0.75, {"last"})
+    assert evaluated["val_map@r"] == pytest.approx(0.4)  # the last epoch's validation
+
+
+def test_pairs_need_a_common_selection_rule(study, tmp_path):
+    root = tmp_path / "results"
+    write_cell(root / "d" / "contrastive" / "none" / "seed0", recall=0.80, selected=3)
+    write_cell(root / "d" / "contrastive" / "feature" / "seed0", recall=0.90, selected=2)
+    write_cell(root / "d" / "contrastive" / "embedding" / "seed0", recall=0.83, selected=3)
+    configs = [("none", ""), ("feature", ""), ("embedding", "")]
+    text, _ = study.report(str(root), ["d"], ["contrastive"], configs, [0])
+    assert "| contrastive | Metrix (embedding) | 0: +0.030 |" in text
+    assert "Metrix (feature) | 0:" not in text  # best-epoch cell vs last-epoch baseline
+
+
+def test_effective_recipe_applies_the_variants_flags(study, monkeypatch):
+    monkeypatch.setitem(study.RECIPES, "d", {"epochs": 30, "lr_decay_epochs": "20",
+                                             "select_by": "last"})
+    assert study.effective_recipe("d", ["epochs=60", "metrix_weight=0.1"]) == {
+        "epochs": "60", "lr_decay_epochs": "20"}
+    assert study.effective_recipe("other", ["epochs=60"]) == {}
+
+
+def test_a_cell_of_another_recipe_is_not_reused(study, monkeypatch, tmp_path):
+    monkeypatch.setitem(study.RECIPES, "d", {"epochs": 60})
+    write_cell(tmp_path / "old", recall=0.8, selected=3, recipe={"epochs": "30"})
+    write_cell(tmp_path / "same", recall=0.8, selected=3, recipe={"epochs": "60"})
+    write_cell(tmp_path / "unrecorded", recall=0.8, selected=3)
+    with pytest.raises(SystemExit, match=r"old ran the recipe .*'30'.* current one is .*'60'"):
+        study.check_recipe(study.read_cell(str(tmp_path / "old")), "d", [], str(tmp_path / "old"))
+    study.check_recipe(study.read_cell(str(tmp_path / "same")), "d", [], "same")
+    study.check_recipe(study.read_cell(str(tmp_path / "old")), "d", ["epochs=30"], "old")
+    study.check_recipe(study.read_cell(str(tmp_path / "unrecorded")), "d", [], "unrecorded")
+    study.check_recipe(None, "d", [], "missing")
