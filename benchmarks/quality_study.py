@@ -96,6 +96,7 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
 
 
 LAST_FILE = "results_last.json"
+LAST_COPY_PREFIX = ".last-"  # evaluate_last's temporary copy of a workdir
 CELL_FILES = ("results.json", "history.json", TIMES_FILE, LAST_FILE)
 
 
@@ -109,9 +110,10 @@ def evaluate_last(workdir, log):
     results = _read_json(os.path.join(workdir, "results.json"))
     if results is None or os.path.exists(os.path.join(workdir, LAST_FILE)):
         return True
-    if results.get("selected_epoch", results["epochs"]) == results["epochs"]:
+    history = _read_json(os.path.join(workdir, "history.json"), [])
+    if "last" in selection_rules(results, history):
         return True
-    with tempfile.TemporaryDirectory(prefix=".last-", dir=workdir) as copy:
+    with tempfile.TemporaryDirectory(prefix=LAST_COPY_PREFIX, dir=workdir) as copy:
         shutil.copytree(os.path.join(workdir, "checkpoints"), os.path.join(copy, "checkpoints"))
         for name in ("history.json", "results_untrained.json"):
             if os.path.exists(os.path.join(workdir, name)):
@@ -149,15 +151,23 @@ def code_commit():
     return commit + ("-dirty" if dirty else "")
 
 
+def finished_cells(root):
+    """The workdirs under `root` of finished cells (they hold results.json),
+    in order; never a copy that `evaluate_last` left behind."""
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(d for d in subdirectories if not d.startswith(LAST_COPY_PREFIX))
+        if "results.json" in files:
+            yield directory
+
+
 def archive(root, results):
     """Copies the figures of every finished cell under `root` to `results`."""
-    for directory, _, files in os.walk(root):
-        if "results.json" in files:
-            target = os.path.join(results, os.path.relpath(directory, root))
-            os.makedirs(target, exist_ok=True)
-            for name in CELL_FILES:
-                if name in files:
-                    shutil.copyfile(os.path.join(directory, name), os.path.join(target, name))
+    for directory in finished_cells(root):
+        target = os.path.join(results, os.path.relpath(directory, root))
+        os.makedirs(target, exist_ok=True)
+        for name in CELL_FILES:
+            if os.path.exists(os.path.join(directory, name)):
+                shutil.copyfile(os.path.join(directory, name), os.path.join(target, name))
 
 
 def _read_json(path, default=None):
@@ -174,10 +184,10 @@ def read_cell(workdir):
         return None
     history = _read_json(os.path.join(workdir, "history.json"), [])
     rules = selection_rules(results, history)
-    last = _read_json(os.path.join(workdir, LAST_FILE))
-    if last is not None and "last" not in rules:
+    last_epoch = _read_json(os.path.join(workdir, LAST_FILE))
+    if last_epoch is not None and "last" not in rules:
         # The study compares last epochs: the cell's kept epoch is not it.
-        results, rules = last, frozenset({"last"})
+        results, rules = last_epoch, frozenset({"last"})
     trained = results["trained"]
     last = history[-1] if history else {}
     row = {key: trained[key] for key in trained if isinstance(trained[key], float)}
@@ -388,9 +398,8 @@ def main():
     log = lambda message: print(time.strftime("%H:%M:%S"), message, flush=True)  # noqa: E731
     if args.evaluate_last:
         for dataset in args.datasets:
-            for directory, _, files in sorted(os.walk(os.path.join(args.root, dataset))):
-                if "results.json" in files and not os.path.basename(directory).startswith(".last-"):
-                    evaluate_last(directory, log)
+            for directory in list(finished_cells(os.path.join(args.root, dataset))):
+                evaluate_last(directory, log)
     elif not args.report_only:
         for dataset in args.datasets:
             for seed in args.seeds:

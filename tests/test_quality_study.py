@@ -105,3 +105,11 @@ def test_a_cell_of_another_recipe_is_not_reused(study, monkeypatch, tmp_path):
     study.check_recipe(study.read_cell(str(tmp_path / "old")), "d", ["epochs=30"], "old")
     study.check_recipe(study.read_cell(str(tmp_path / "unrecorded")), "d", [], "unrecorded")
     study.check_recipe(None, "d", [], "missing")
+
+
+def test_finished_cells_skip_a_left_over_copy_of_evaluate_last(study, tmp_path):
+    write_cell(tmp_path / "d" / "l" / "feature" / "seed0", recall=0.8, selected=2)
+    write_cell(tmp_path / "d" / "l" / "feature" / "seed0" / ".last-x", recall=0.9, selected=3)
+    write_cell(tmp_path / "d" / "l" / "none" / "seed0", recall=0.8, selected=3)
+    assert [os.path.relpath(p, tmp_path) for p in study.finished_cells(str(tmp_path))] == [
+        os.path.join("d", "l", "feature", "seed0"), os.path.join("d", "l", "none", "seed0")]
