@@ -227,3 +227,86 @@ def test_embedding_head_pools_avg_plus_max_and_normalises():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="embedding_dim=0"):
         metrix_tf.models.EmbeddingHead(0)
+
+
+def staged_model(stage="block2_pool", lam=0.3, seed=0):
+    metrix = metrix_tf.Metrix(level="feature", lam=lam, strategy="positive_negative")
+    keras.utils.set_random_seed(seed)
+    backbone = metrix_tf.models.small_cnn_backbone((16, 16, 1), width=8)
+    return metrix_tf.models.EmbeddingModel(
+        backbone, embedding_dim=16, metrix=metrix, max_mixes=1000, feature_stage=stage
+    )
+
+
+def test_feature_stage_mixes_inside_the_backbone():
+    # Oracle: cut the backbone by hand, mix the stage's maps of every
+    # positive-negative pair, run the rest of the backbone and the head.
+    x, y = tiny_problem(num_classes=3, per_class=4)
+    model = staged_model(lam=0.3)
+    out = model(x, training=True, labels=y)
+    stem = keras.Model(model.backbone.input, model.backbone.get_layer("block2_pool").output)
+    rest = keras.Model(stem.output, model.backbone.output)
+    pairs = select_mix_pairs(tf.constant(y, tf.int32), True, False)
+    maps = stem(x, training=True)
+    assert maps.shape[1:] == (4, 4, 16)  # block2: H/4, 2 * width
+    mixed = 0.3 * tf.gather(maps, pairs.source_a) + 0.7 * tf.gather(maps, pairs.source_b)
+    want = model.head(rest(mixed, training=True))
+    assert out.mixed_embeddings.shape[0] == 3 * 4 * 8  # every (p, n) pair
+    np.testing.assert_allclose(out.mixed_embeddings.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out.labels_a.numpy(), y[pairs.source_a.numpy()])
+    np.testing.assert_allclose(
+        out.embeddings.numpy(), model.embed(x, training=True).numpy(), rtol=1e-5, atol=1e-5
+    )
+    # Mixing earlier is not the default feature level, which mixes the output maps.
+    default = metrix_tf.models.EmbeddingModel(
+        model.backbone, embedding_dim=16, metrix=model.metrix, max_mixes=1000
+    )
+    default(x[:2])
+    default.head.set_weights(model.head.get_weights())
+    other = default(x, training=True, labels=y).mixed_embeddings
+    assert np.abs(other.numpy() - out.mixed_embeddings.numpy()).max() > 1e-3
+
+
+def test_feature_stage_trains_the_whole_backbone_once():
+    x, y = tiny_problem()
+    model = staged_model(stage="block1_pool")
+    plain = tiny_model(metrix_tf.Metrix(level="feature"))
+    for m in (model, plain):
+        m(x[:2])
+    # The stem and the rest share the backbone's layers: no variable twice.
+    assert len(model.weights) == len(plain.weights)
+    assert len({id(v) for v in model.trainable_weights}) == len(model.trainable_weights)
+    with tf.GradientTape() as tape:
+        out = model(x[:24], training=True, labels=y[:24])
+        target = tf.reduce_sum(out.mixed_embeddings * tf.random.normal(out.mixed_embeddings.shape))
+    grads = tape.gradient(target, model.backbone.trainable_variables)
+    assert all(g is not None and float(tf.reduce_sum(tf.abs(g))) > 0 for g in grads)
+    model.compile(keras.optimizers.Adam(3e-3), loss=metrix_tf.losses.ContrastiveLoss(metrix=model.metrix))
+    history = model.fit(x, y, batch_size=24, epochs=4, verbose=0, shuffle=True)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+def test_feature_stage_round_trips_and_checks_its_argument(tmp_path):
+    x, y = tiny_problem()
+    model = staged_model()
+    model.compile(keras.optimizers.Adam(1e-3), loss=metrix_tf.losses.ContrastiveLoss(metrix=model.metrix))
+    model.fit(x, y, batch_size=24, epochs=1, verbose=0)
+    path = str(tmp_path / "staged.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert loaded.feature_stage == "block2_pool"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+    with pytest.raises(ValueError, match="not an inner layer.*feature_stage='block9'"):
+        staged_model(stage="block9")
+    with pytest.raises(ValueError, match="backbone's output"):
+        staged_model(stage="block3_pool")
+    backbone = metrix_tf.models.small_cnn_backbone((16, 16, 1), width=8)
+    with pytest.raises(ValueError, match="feature-level Metrix.*level='input'"):
+        metrix_tf.models.EmbeddingModel(
+            backbone, metrix=metrix_tf.Metrix(level="input"), feature_stage="block2_pool"
+        )
+    inputs = keras.Input((4,))
+    first = keras.layers.Dense(4, name="first")(inputs)
+    skip = keras.layers.Add()([keras.layers.Dense(4)(first), inputs])
+    with pytest.raises(ValueError, match="bypasses layer 'first'"):
+        metrix_tf.models.split_backbone(keras.Model(inputs, skip), "first")

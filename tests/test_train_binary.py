@@ -61,6 +61,10 @@ def metrix_train(tmp_path, *flags, timeout=300):
         (["--lr_decay_epochs=3,x"], "--lr_decay_epochs must be comma-separated ints"),
         (["--config=/no/such.json"], "--config: no such file"),
         (["--epochs=abc"], "epochs"),
+        (["--metrix_level=input", "--metrix_stage=block2_pool"],
+         "--metrix_stage applies to --metrix_level=feature"),
+        ([*TINY, "--metrix_stage=block9", "--workdir=run"],
+         "--metrix_stage='block9': Argument `feature_stage` is not an inner layer"),
     ],
 )
 def test_bad_flags_fail_with_a_message_naming_them(tmp_path, flags, needle):

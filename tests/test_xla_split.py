@@ -12,7 +12,8 @@ from metrix_tf.models import small_cnn_backbone
 
 # What runs under XLA at each level: the whole call, or its fixed-shape parts.
 COMPILED_PARTS = {"none": ["training_call"], "feature": ["backbone", "head"],
-                  "input": ["backbone", "head"]}
+                  "input": ["backbone", "head"],
+                  "feature_stage": ["rest_and_head", "stem"]}
 
 
 def batch():
@@ -23,10 +24,11 @@ def batch():
 
 def embedding_model(level, jit_compile):
     keras.utils.set_random_seed(0)
+    stage = "block2_pool" if level == "feature_stage" else None  # mixes inside the backbone
     metrix = None if level == "none" else metrix_tf.Metrix(
-        level=level, strategy="positive_negative", lam=0.3, seed=0)
+        level="feature" if stage else level, strategy="positive_negative", lam=0.3, seed=0)
     model = EmbeddingModel(small_cnn_backbone((16, 16, 1), width=4), embedding_dim=16,
-                           metrix=metrix, max_mixes=1000)
+                           metrix=metrix, max_mixes=1000, feature_stage=stage)
     model.compile(keras.optimizers.SGD(0.1),
                   loss=metrix_tf.losses.ContrastiveLoss(metrix=metrix),
                   jit_compile=jit_compile)
@@ -53,7 +55,7 @@ def test_bad_jit_compile_value_is_an_error():
         embedding_model("none", "yes")
 
 
-@pytest.mark.parametrize("level", ["none", "feature", "input"])
+@pytest.mark.parametrize("level", ["none", "feature", "input", "feature_stage"])
 def test_compiled_model_trains_like_the_uncompiled_one(level):
     x, y = batch()
     results = {}

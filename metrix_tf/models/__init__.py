@@ -4,6 +4,7 @@ network of the paper (backbone + head) with in-graph Metrix, and backbones."""
 from metrix_tf.models.backbones import freeze_batchnorm
 from metrix_tf.models.backbones import resnet50_backbone
 from metrix_tf.models.backbones import small_cnn_backbone
+from metrix_tf.models.backbones import split_backbone
 from metrix_tf.models.embedding_head import EmbeddingHead
 from metrix_tf.models.embedding_model import EmbeddingModel
 from metrix_tf.models.fused_batch_normalization import FusedBatchNormalization

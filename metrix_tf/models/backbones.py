@@ -57,6 +57,8 @@ def small_cnn_backbone(input_shape=(32, 32, 1), width=32, name="small_cnn"):
 
     Returns:
         A `keras.Model` mapping images to `(B, H/8, W/8, 4 * width)` maps.
+        Its blocks end in layers "block1_pool", "block2_pool" (maps
+        `(B, H/4, W/4, 2 * width)`) and "block3_pool" (the output).
     """
     inputs = keras.Input(tuple(input_shape))
     x = inputs
@@ -68,7 +70,8 @@ def small_cnn_backbone(input_shape=(32, 32, 1), width=32, name="small_cnn"):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
         x = FusedBatchNormalization()(x)
         x = keras.layers.Activation("relu")(x)
-        x = keras.layers.MaxPooling2D()(x)
+        # Named blocks: a stage for `EmbeddingModel(feature_stage=...)`.
+        x = keras.layers.MaxPooling2D(name=f"block{i + 1}_pool")(x)
     return keras.Model(inputs, x, name=name)
 
 
@@ -78,3 +81,60 @@ def freeze_batchnorm(model):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
     return model
+
+
+def split_backbone(backbone, layer_name):
+    """`(stem, rest)`: `backbone` cut after its layer `layer_name`.
+
+    `rest(stem(x))` computes `backbone(x)` with the same layers and weights
+    (nothing is copied), so that the feature level can mix inside the
+    backbone (`EmbeddingModel(feature_stage=...)`).
+
+    Args:
+        backbone: a functional `keras.Model` with one input and one output.
+        layer_name: str, an inner layer of `backbone` that every path from
+            the input to the output passes (a block's output, e.g.
+            "block2_pool" of `small_cnn_backbone`, "conv4_block6_out" of
+            ResNet-50).
+
+    Returns:
+        Two `keras.Model`s: images to the layer's output, and that output to
+        the backbone's output.
+    """
+    layers = getattr(backbone, "layers", None)
+    if layers is None or not hasattr(backbone, "inputs") or backbone.inputs is None:
+        raise TypeError(
+            "A feature stage needs a functional backbone (keras.Model built "
+            f"from keras.Input). Received: backbone={backbone!r}"
+        )
+    if len(backbone.inputs) != 1 or len(backbone.outputs) != 1:
+        raise ValueError(
+            "A feature stage needs a backbone with one input and one output. "
+            f"Received {len(backbone.inputs)} inputs and {len(backbone.outputs)} outputs."
+        )
+    names = [layer.name for layer in layers]
+    inner = [layer.name for layer in layers[1:]
+             if layer.output is not backbone.outputs[0]]
+    if layer_name not in inner:
+        if layer_name == names[0]:
+            reason = "is the backbone's input (mixing there is the input level)"
+        elif layer_name in names:
+            reason = "is the backbone's output (the default feature level: use None)"
+        else:
+            reason = "is not an inner layer of the backbone"
+        raise ValueError(
+            f"Argument `feature_stage` {reason}. Received: feature_stage={layer_name!r}. "
+            f"Inner layers of {backbone.name!r}: {inner}"
+        )
+    cut = backbone.get_layer(layer_name).output
+    stem = keras.Model(backbone.inputs[0], cut, name=f"{backbone.name}_to_{layer_name}")
+    try:
+        rest = keras.Model(cut, backbone.outputs[0], name=f"{backbone.name}_after_{layer_name}")
+    except ValueError as error:  # "Graph disconnected": a path bypasses the cut
+        raise ValueError(
+            f"Argument `feature_stage`: a path from the input to the output of "
+            f"{backbone.name!r} bypasses layer {layer_name!r} (a skip connection); "
+            "choose a layer every path passes, such as a block's output. "
+            f"Received: feature_stage={layer_name!r}"
+        ) from error
+    return stem, rest

@@ -1,13 +1,18 @@
 """`EmbeddingModel`: backbone + embedding head, with in-graph Metrix."""
 
+import weakref
+
 import keras
 import tensorflow as tf
 
 from metrix_tf.mixing.metrix import check_metrix
 from metrix_tf.models.backbones import freeze_batchnorm as _freeze_batchnorm
 from metrix_tf.models.backbones import resnet50_backbone
+from metrix_tf.models.backbones import split_backbone
 from metrix_tf.models.embedding_head import EmbeddingHead
 from metrix_tf.models.metric_model import MetricModel
+
+_STAGES = weakref.WeakKeyDictionary()  # model -> (stem, rest) of its feature_stage
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -20,7 +25,10 @@ class EmbeddingModel(MetricModel):
     (`predict`, `training=False`, export) never mixes and returns the
     `(B, embedding_dim)` embeddings.
     - feature level: one backbone pass; the mixed feature maps go through the
-      head only, together with the clean ones.
+      head only, together with the clean ones. With `feature_stage`, the maps
+      of that backbone layer are mixed instead and the mixes go through the
+      rest of the backbone (its BatchNormalization layers in training mode
+      on the mixes' own batch) and the head.
     - input level: a clean pass finds each anchor's hardest negative, then the
       mixed images (at most `max_mixes`) go through the whole network.
     - embedding level (or no metrix): the model never mixes; the loss mixes.
@@ -36,6 +44,11 @@ class EmbeddingModel(MetricModel):
             at the input and feature levels.
         freeze_batchnorm: bool, freeze the backbone's BatchNormalization
             layers (the paper's recipe).
+        feature_stage: None (the backbone's output) or the name of an inner
+            backbone layer whose output the feature level mixes, a layer
+            every path from input to output passes (e.g. "block2_pool" of
+            `small_cnn_backbone`, "conv4_block6_out" of ResNet-50). Needs a
+            feature-level `metrix` and a functional backbone.
         input_shape: image shape for the default ResNet-50.
         backbone_weights: None, "imagenet" (downloads) or a local weights
             file path, for the default ResNet-50.
@@ -68,6 +81,7 @@ class EmbeddingModel(MetricModel):
         metrix=None,
         max_mixes=None,
         freeze_batchnorm=False,
+        feature_stage=None,
         input_shape=(224, 224, 3),
         backbone_weights=None,
         **kwargs,
@@ -88,6 +102,18 @@ class EmbeddingModel(MetricModel):
         self.freeze_batchnorm = bool(freeze_batchnorm)
         self.backbone = _freeze_batchnorm(backbone) if freeze_batchnorm else backbone
         self.head = EmbeddingHead(embedding_dim, name="head")
+        if feature_stage is not None and (self.metrix is None or self.metrix.level != "feature"):
+            raise ValueError(
+                "Argument `feature_stage` applies to a feature-level Metrix. Received: "
+                f"feature_stage={feature_stage!r}, metrix level="
+                f"{None if self.metrix is None else self.metrix.level!r}"
+            )
+        self.feature_stage = feature_stage
+        # (stem, rest) share the backbone's layers; kept out of Keras'
+        # tracking so that weights, checkpoints and summaries see the
+        # backbone once.
+        if feature_stage is not None:
+            _STAGES[self] = split_backbone(self.backbone, feature_stage)
         # The Metrix's level says where mixing happens: a mixing layer here
         # (input, feature) or none (embedding: the loss mixes).
         self.mixing = None if self.metrix is None else self.metrix.mixing_layer(max_mixes)
@@ -114,10 +140,16 @@ class EmbeddingModel(MetricModel):
         if not training or labels is None or self.mixing is None:
             return self.embed(inputs, training=training)
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        clean = (self.xla_compiled("backbone", self.backbone),
-                 self.xla_compiled("head", self.head))
-        return self.mixing.mixed_batch(self.backbone, self.head, inputs, labels, training,
-                                       clean=clean)
+        backbone, head, names = self.backbone, self.head, ("backbone", "head")
+        if self.feature_stage is not None:
+            backbone, rest = _STAGES[self]
+            names = ("stem", "rest_and_head")
+
+            def head(features):  # the rest of the backbone (training mode), then the head
+                return self.head(rest(features, training=True))
+
+        clean = (self.xla_compiled(names[0], backbone), self.xla_compiled(names[1], head))
+        return self.mixing.mixed_batch(backbone, head, inputs, labels, training, clean=clean)
 
     def transform_gradients(self, gradients, variables):
         backbone_ids = {id(v) for v in self.backbone.trainable_variables}
@@ -140,6 +172,7 @@ class EmbeddingModel(MetricModel):
                 else keras.saving.serialize_keras_object(self.metrix),
                 "max_mixes": self.max_mixes,
                 "freeze_batchnorm": self.freeze_batchnorm,
+                "feature_stage": self.feature_stage,
             }
         )
         return config

@@ -62,6 +62,7 @@ class TrainConfig:
     metrix_alpha: float = 2.0
     metrix_mixed_labels: str = "soft"
     max_mixes: int = 0
+    metrix_stage: str = ""
     backbone: str = "small_cnn"
     backbone_width: int = 32
     backbone_weights: str = ""
@@ -100,6 +101,10 @@ class TrainConfig:
         "metrix_alpha": "Beta(alpha, alpha) parameter of lambda (> 0).",
         "metrix_mixed_labels": f"Labels of the mixes: one of {MIXED_LABELS} (soft: the paper's).",
         "max_mixes": "Most mixes per step at input/feature level (0: batch size).",
+        "metrix_stage": (
+            "Feature level: the backbone layer whose output is mixed ('': the backbone's "
+            "output; small_cnn: block1_pool or block2_pool; resnet50: e.g. conv4_block6_out)."
+        ),
         "backbone": f"Backbone: one of {BACKBONES}.",
         "backbone_width": "Channels of the small CNN's first block.",
         "backbone_weights": "ResNet-50 weights: '' (random), 'imagenet' or a file.",
@@ -274,6 +279,11 @@ class TrainConfig:
         ):
             raise ValueError(
                 f"--backbone_weights: no such file: {self.backbone_weights!r}"
+            )
+        if self.metrix_stage and self.metrix_level != "feature":
+            raise ValueError(
+                "--metrix_stage applies to --metrix_level=feature. Received: "
+                f"--metrix_stage={self.metrix_stage!r}, --metrix_level={self.metrix_level}"
             )
         if not self.workdir:
             raise ValueError("--workdir must not be empty")

@@ -81,13 +81,17 @@ def _build_model(config, preprocessing, num_classes):
         backbone = resnet50_backbone(shape, config.backbone_weights or None)
     else:
         backbone = small_cnn_backbone(shape, width=config.backbone_width)
-    model = EmbeddingModel(
-        backbone,
-        embedding_dim=config.embedding_dim,
-        metrix=metrix,
-        max_mixes=config.max_mixes or None,
-        freeze_batchnorm=config.freeze_batchnorm,
-    )
+    try:
+        model = EmbeddingModel(
+            backbone,
+            embedding_dim=config.embedding_dim,
+            metrix=metrix,
+            max_mixes=config.max_mixes or None,
+            freeze_batchnorm=config.freeze_batchnorm,
+            feature_stage=config.metrix_stage or None,
+        )
+    except ValueError as error:  # the stage is not a layer of the backbone
+        raise ValueError(f"--metrix_stage={config.metrix_stage!r}: {error}") from error
     loss = losses.registry.get(config.loss).make(
         metrix=metrix,
         num_classes=num_classes,
