@@ -310,3 +310,22 @@ def test_feature_stage_round_trips_and_checks_its_argument(tmp_path):
     skip = keras.layers.Add()([keras.layers.Dense(4)(first), inputs])
     with pytest.raises(ValueError, match="bypasses layer 'first'"):
         metrix_tf.models.split_backbone(keras.Model(inputs, skip), "first")
+
+
+def test_feature_stage_step_without_mixes_skips_the_rest_of_the_backbone():
+    # Every anchor has a positive: anchor-negative mixes nothing. The rest of
+    # the backbone must not run on an empty batch (oneDNN rejects it; BN
+    # statistics would take NaN).
+    x, y = tiny_problem()
+    metrix = metrix_tf.Metrix(level="feature", strategy="anchor_negative")
+    keras.utils.set_random_seed(0)
+    model = metrix_tf.models.EmbeddingModel(
+        metrix_tf.models.small_cnn_backbone((16, 16, 1), width=8), embedding_dim=16,
+        metrix=metrix, feature_stage="block2_pool")
+    out = model(x[:24], training=True, labels=y[:24])
+    assert out.mixed_embeddings.shape[0] == 0
+    model.compile(keras.optimizers.Adam(1e-3), loss=metrix_tf.losses.ContrastiveLoss(metrix=metrix))
+    history = model.fit(x, y, batch_size=24, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+    for variable in model.backbone.non_trainable_variables:  # BN moving stats
+        assert np.all(np.isfinite(variable.numpy()))

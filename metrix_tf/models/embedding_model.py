@@ -140,16 +140,31 @@ class EmbeddingModel(MetricModel):
         if not training or labels is None or self.mixing is None:
             return self.embed(inputs, training=training)
         labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
-        backbone, head, names = self.backbone, self.head, ("backbone", "head")
-        if self.feature_stage is not None:
-            backbone, rest = _STAGES[self]
-            names = ("stem", "rest_and_head")
+        if self.feature_stage is None:
+            clean = (self.xla_compiled("backbone", self.backbone),
+                     self.xla_compiled("head", self.head))
+            return self.mixing.mixed_batch(self.backbone, self.head, inputs, labels, training,
+                                           clean=clean)
+        stem, rest = _STAGES[self]
 
-            def head(features):  # the rest of the backbone (training mode), then the head
-                return self.head(rest(features, training=True))
+        def rest_and_head(features):  # the rest of the backbone (training mode), then the head
+            return self.head(rest(features, training=True))
 
-        clean = (self.xla_compiled(names[0], backbone), self.xla_compiled(names[1], head))
-        return self.mixing.mixed_batch(backbone, head, inputs, labels, training, clean=clean)
+        def mixed_rest_and_head(features):
+            # No mixes this step (e.g. the anchor-negative strategy on a batch
+            # where every anchor has a positive): skip the pass, as the input
+            # level does. oneDNN's convolutions reject an empty batch, and
+            # BatchNormalization's moving statistics would take NaN.
+            return tf.cond(
+                tf.shape(features)[0] > 0,
+                lambda: rest_and_head(features),
+                lambda: tf.zeros([0, self.embedding_dim], tf.float32),  # the head returns float32
+            )
+
+        clean = (self.xla_compiled("stem", stem),
+                 self.xla_compiled("rest_and_head", rest_and_head))
+        return self.mixing.mixed_batch(stem, mixed_rest_and_head, inputs, labels, training,
+                                       clean=clean)
 
     def transform_gradients(self, gradients, variables):
         backbone_ids = {id(v) for v in self.backbone.trainable_variables}
