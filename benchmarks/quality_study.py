@@ -8,7 +8,7 @@
         --levels feature                                      # a variant
 
 Each cell is one `metrix-train --dataset=D --loss=L --metrix_level=V
---seed=S` run (the data set's recipe, Metrix's defaults, plus any `--set`
+--seed=S` run (the recipe of the data set and loss, Metrix's defaults, plus any `--set`
 flags of a variant) in its own workdir `ROOT/D/L/V[-TAG]/seedS`. The same
 seed gives baseline and Metrix the same training classes, validation classes,
 initialisation and data order, so the difference of a seed is paired. A
@@ -34,7 +34,7 @@ selected by validation Recall@1, which picks among near-ties) has its last
 epoch's weights evaluated into results_last.json (`--evaluate-last`, from
 its workdir's last checkpoint), and its row uses those figures.
 Paired differences compare cells that ran the same code (the commit each
-cell records) with the same flags other than Metrix's (also recorded) and
+cell records) with the same flags other than Metrix's (`metrix_*`, `max_mixes`; also recorded) and
 whose test figures are of an epoch chosen by the same rule (the last epoch,
 or the best validation Recall@1; `selection_rules`): after
 code that changes the numerics, `--baseline-tag TAG` reruns the baselines as
@@ -57,7 +57,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 from metrix_tf.training.train_config import LEVELS  # noqa: E402  ("none" first)
 from metrix_tf.training.train_config import LOSSES  # noqa: E402  (the loss registry)
-from metrix_tf.training.train_config import RECIPES  # noqa: E402  (the data sets' recipes)
+from metrix_tf.training.train_config import recipe  # noqa: E402  (data set + loss recipes)
 
 DATASETS = ("builtin_large", "builtin")
 TIMES_FILE = "study_seconds.json"
@@ -87,7 +87,7 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     record["seconds"] += time.time() - start
     record.setdefault("commit", code_commit())
     record.setdefault("settings", list(settings))
-    record.setdefault("recipe", effective_recipe(dataset, settings))
+    record.setdefault("recipe", effective_recipe(dataset, loss, settings))
     with open(path, "w") as f:
         json.dump(record, f)
     if code:
@@ -201,10 +201,11 @@ def read_cell(workdir):
     record = _read_json(os.path.join(workdir, TIMES_FILE), {})
     row["commit"] = record.get("commit", "?")
     # The --set flags other than Metrix's (cells from before they were
-    # recorded ran none). A Metrix cell pairs with the baseline of the same
-    # code, the same such flags and a common selection rule.
+    # recorded ran none; max_mixes acts only on Metrix's mixes). A Metrix
+    # cell pairs with the baseline of the same code, the same such flags
+    # and a common selection rule.
     row["training"] = sorted(s for s in record.get("settings", [])
-                             if not s.startswith(("metrix_", "select_by=")))
+                             if not s.startswith(("metrix_", "max_mixes=", "select_by=")))
     row["selection"] = rules
     row["recipe"] = record.get("recipe")  # None: a cell from before it was recorded
     row["history"] = history
@@ -408,7 +409,7 @@ def main():
                         tag = args.tag if level != "none" or args.set else args.baseline_tag
                         cell = (dataset, loss, level, tag, seed)
                         finished = read_cell(cell_dir(args.results, *cell))
-                        check_recipe(finished, dataset, args.set, cell_dir(args.results, *cell))
+                        check_recipe(finished, dataset, loss, args.set, cell_dir(args.results, *cell))
                         if finished is None:
                             run_cell(cell_dir(args.root, *cell), dataset, loss, level, seed,
                                      args.set, log)
@@ -430,24 +431,25 @@ def main():
     write_curves(plot, os.path.join(args.results, "validation_curves.png"))
 
 
-def effective_recipe(dataset, settings):
-    """The data set's recipe with a variant's `--set` flags applied to it, as
-    {flag: value as text}: `--set epochs=60` on a 30-epoch recipe ran what a
-    60-epoch recipe runs."""
+def effective_recipe(dataset, loss, settings):
+    """The recipe of the data set and loss with a variant's `--set` flags
+    applied to it, as {flag: value as text}: `--set epochs=60` on a 30-epoch
+    recipe ran what a 60-epoch recipe runs."""
     # Not the epoch-selection rule: the study compares last epochs whatever
     # a cell kept (results_last.json).
-    recipe = {key: str(value) for key, value in RECIPES.get(dataset, {}).items()
-              if key != "select_by"}
+    settled = {key: str(value) for key, value in recipe(dataset, loss).items()
+               if key != "select_by"}
     for setting in settings:
         key, value = setting.split("=", 1)
-        if key in recipe:
-            recipe[key] = value
-    return recipe
+        if key in settled:
+            settled[key] = value
+    return settled
 
 
-def check_recipe(cell, dataset, settings, path):
-    """A finished cell is reused only if it ran the data set's current recipe."""
-    current = effective_recipe(dataset, settings)
+def check_recipe(cell, dataset, loss, settings, path):
+    """A finished cell is reused only if it ran the current recipe of its
+    data set and loss."""
+    current = effective_recipe(dataset, loss, settings)
     if cell is not None and cell["recipe"] is not None and cell["recipe"] != current:
         raise SystemExit(
             f"{path} ran the recipe {cell['recipe']} of {dataset}, but the current one is "

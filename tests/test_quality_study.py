@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from metrix_tf.training import train_config
+
 SCRIPT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                       "benchmarks", "quality_study.py")
 
@@ -86,25 +88,49 @@ def test_pairs_need_a_common_selection_rule(study, tmp_path):
     assert "Metrix (feature) | 0:" not in text  # best-epoch cell vs last-epoch baseline
 
 
-def test_effective_recipe_applies_the_variants_flags(study, monkeypatch):
-    monkeypatch.setitem(study.RECIPES, "d", {"epochs": 30, "lr_decay_epochs": "20",
-                                             "select_by": "last"})
-    assert study.effective_recipe("d", ["epochs=60", "metrix_weight=0.1"]) == {
+def test_pairs_need_the_same_training_flags_but_not_metrix_ones(study, tmp_path):
+    root = tmp_path / "results"
+    base = root / "d" / "contrastive"
+    write_cell(base / "none" / "seed0", recall=0.80, selected=3, settings=["epochs=60"])
+    write_cell(base / "none-lr" / "seed0", recall=0.70, selected=3,
+               settings=["epochs=60", "learning_rate=0.003"])
+    write_cell(base / "feature-m" / "seed0", recall=0.85, selected=3,
+               settings=["epochs=60", "max_mixes=400", "metrix_weight=0.1"])
+    write_cell(base / "feature-lr" / "seed0", recall=0.75, selected=3,
+               settings=["learning_rate=0.003", "epochs=60"])
+    configs = [("feature", "m"), ("feature", "lr")]
+    text, _ = study.report(str(root), ["d"], ["contrastive"], configs, [0])
+    assert "| contrastive | Metrix (feature) [m] | 0: +0.050 |" in text
+    assert "| contrastive | Metrix (feature) [lr] | 0: +0.050 |" in text  # with none-lr, not none
+
+
+def test_effective_recipe_applies_the_loss_and_the_variants_flags(study, monkeypatch):
+    monkeypatch.setitem(train_config.RECIPES, "d", {"epochs": 30, "lr_decay_epochs": "20",
+                                                    "select_by": "last"})
+    monkeypatch.setitem(train_config.LOSS_RECIPES, "d", {"ms": {"learning_rate": 3e-3}})
+    assert study.effective_recipe("d", "c", ["epochs=60", "metrix_weight=0.1"]) == {
         "epochs": "60", "lr_decay_epochs": "20"}
-    assert study.effective_recipe("other", ["epochs=60"]) == {}
+    assert study.effective_recipe("d", "ms", ["epochs=60"]) == {
+        "epochs": "60", "lr_decay_epochs": "20", "learning_rate": "0.003"}
+    assert study.effective_recipe("d", "ms", ["learning_rate=0.01"])["learning_rate"] == "0.01"
+    assert study.effective_recipe("other", "ms", ["epochs=60"]) == {}
 
 
 def test_a_cell_of_another_recipe_is_not_reused(study, monkeypatch, tmp_path):
-    monkeypatch.setitem(study.RECIPES, "d", {"epochs": 60})
+    monkeypatch.setitem(train_config.RECIPES, "d", {"epochs": 60})
+    monkeypatch.setitem(train_config.LOSS_RECIPES, "d", {"ms": {"learning_rate": 3e-3}})
     write_cell(tmp_path / "old", recall=0.8, selected=3, recipe={"epochs": "30"})
     write_cell(tmp_path / "same", recall=0.8, selected=3, recipe={"epochs": "60"})
     write_cell(tmp_path / "unrecorded", recall=0.8, selected=3)
     with pytest.raises(SystemExit, match=r"old ran the recipe .*'30'.* current one is .*'60'"):
-        study.check_recipe(study.read_cell(str(tmp_path / "old")), "d", [], str(tmp_path / "old"))
-    study.check_recipe(study.read_cell(str(tmp_path / "same")), "d", [], "same")
-    study.check_recipe(study.read_cell(str(tmp_path / "old")), "d", ["epochs=30"], "old")
-    study.check_recipe(study.read_cell(str(tmp_path / "unrecorded")), "d", [], "unrecorded")
-    study.check_recipe(None, "d", [], "missing")
+        study.check_recipe(study.read_cell(str(tmp_path / "old")), "d", "c", [], str(tmp_path / "old"))
+    study.check_recipe(study.read_cell(str(tmp_path / "same")), "d", "c", [], "same")
+    # The loss's own rate is part of its recipe: the 60-epoch cell is not multi-similarity's.
+    with pytest.raises(SystemExit, match=r"same ran the recipe .* current one is .*'0.003'"):
+        study.check_recipe(study.read_cell(str(tmp_path / "same")), "d", "ms", [], "same")
+    study.check_recipe(study.read_cell(str(tmp_path / "old")), "d", "c", ["epochs=30"], "old")
+    study.check_recipe(study.read_cell(str(tmp_path / "unrecorded")), "d", "c", [], "unrecorded")
+    study.check_recipe(None, "d", "c", [], "missing")
 
 
 def test_finished_cells_skip_a_left_over_copy_of_evaluate_last(study, tmp_path):

@@ -111,6 +111,13 @@ def test_dataset_recipe_sets_defaults_that_config_and_flags_override(tmp_path):
     for name, value in recipe.items():
         assert getattr(config, name) == value, name
     assert resolve("--dataset=builtin_large", "--epochs=3").epochs == 3
+    # A loss's own recipe (LOSS_RECIPES) on top: multi-similarity's rate.
+    assert config.learning_rate == TrainConfig().learning_rate
+    ms = resolve("--dataset=builtin_large", "--loss=multi_similarity")
+    assert ms.learning_rate == 3e-3 and ms.epochs == recipe["epochs"]
+    assert resolve("--dataset=builtin_large", "--loss=multi_similarity",
+                   "--learning_rate=0.001").learning_rate == 1e-3
+    assert resolve("--loss=multi_similarity").learning_rate == TrainConfig().learning_rate
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"dataset": "builtin_large", "epochs": 4}))
     config = resolve(f"--config={path}")
