@@ -2,6 +2,7 @@
 
 import keras
 
+from metrix_tf.mixing.mixed_batch import embed_mixes
 from metrix_tf.mixing.mixed_batch import make_mixed_batch
 from metrix_tf.mixing.mixing_layer import MixingLayer
 from metrix_tf.mixing.pair_selection import select_mix_pairs
@@ -56,5 +57,5 @@ class FeatureMixing(MixingLayer):
         features = clean_backbone(inputs, training=training)
         clean = clean_head(features)
         mixed, pairs, lam = self(gather(features), all_labels, training=training)
-        mixed_embeddings = gather(head(my_share(mixed)))
+        mixed_embeddings = gather(embed_mixes(head, my_share(mixed), clean))
         return make_mixed_batch(all_labels, clean, mixed_embeddings, pairs, lam)

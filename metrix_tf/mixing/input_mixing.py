@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from metrix_tf.mixing.mixed_batch import embed_mixes
 from metrix_tf.mixing.mixed_batch import make_mixed_batch
 from metrix_tf.mixing.mixing_layer import MixingLayer
 from metrix_tf.mixing.pair_selection import select_hardest_negative_pairs
@@ -70,14 +71,7 @@ class InputMixing(MixingLayer):
         mixed, pairs, lam = self(
             gather(inputs), all_labels, embeddings=gather(clean), training=training
         )
-        mine = my_share(mixed)
-        # No mixes here this step (e.g. the anchor-negative strategy on a
-        # batch where every anchor has a positive): skip the pass. An empty
-        # batch would put NaN into BatchNormalization's moving statistics
-        # (and oneDNN's convolutions reject it).
-        mixed_embeddings = tf.cond(
-            tf.shape(mine)[0] > 0,
-            lambda: head(backbone(mine, training=training)),
-            lambda: tf.zeros([0, head.embedding_dim], clean.dtype),
+        mixed_embeddings = embed_mixes(
+            lambda mine: head(backbone(mine, training=training)), my_share(mixed), clean
         )
         return make_mixed_batch(all_labels, clean, gather(mixed_embeddings), pairs, lam)

@@ -86,6 +86,17 @@ KEYS = (
 )
 
 
+def embed_mixes(embed, mixes, clean):
+    """`embed(mixes)`, or no rows (like `clean`) when a step has no mixes.
+
+    No mixes happen, e.g., with the anchor-negative strategy on a batch where
+    every anchor has a positive. The pass is skipped then: oneDNN's
+    convolutions reject an empty batch, and BatchNormalization's moving
+    statistics would take NaN.
+    """
+    return tf.cond(tf.shape(mixes)[0] > 0, lambda: embed(mixes), lambda: tf.zeros_like(clean[:0]))
+
+
 def make_mixed_batch(labels, embeddings, mixed_embeddings, pairs, lam):
     """Assemble the `MixedBatch` from a `MixPairs` and the mixes."""
     num_mixes = tf.shape(pairs.source_a)[0]

@@ -150,20 +150,9 @@ class EmbeddingModel(MetricModel):
         def rest_and_head(features):  # the rest of the backbone (training mode), then the head
             return self.head(rest(features, training=True))
 
-        def mixed_rest_and_head(features):
-            # No mixes this step (e.g. the anchor-negative strategy on a batch
-            # where every anchor has a positive): skip the pass, as the input
-            # level does. oneDNN's convolutions reject an empty batch, and
-            # BatchNormalization's moving statistics would take NaN.
-            return tf.cond(
-                tf.shape(features)[0] > 0,
-                lambda: rest_and_head(features),
-                lambda: tf.zeros([0, self.embedding_dim], tf.float32),  # the head returns float32
-            )
-
         clean = (self.xla_compiled("stem", stem),
                  self.xla_compiled("rest_and_head", rest_and_head))
-        return self.mixing.mixed_batch(stem, mixed_rest_and_head, inputs, labels, training,
+        return self.mixing.mixed_batch(stem, rest_and_head, inputs, labels, training,
                                        clean=clean)
 
     def transform_gradients(self, gradients, variables):

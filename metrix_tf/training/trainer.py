@@ -90,7 +90,10 @@ def _build_model(config, preprocessing, num_classes):
             freeze_batchnorm=config.freeze_batchnorm,
             feature_stage=config.metrix_stage or None,
         )
-    except ValueError as error:  # the stage is not a layer of the backbone
+    except ValueError as error:
+        if not config.metrix_stage:
+            raise
+        # The stage is not a layer of the backbone where the flag can cut.
         raise ValueError(f"--metrix_stage={config.metrix_stage!r}: {error}") from error
     loss = losses.registry.get(config.loss).make(
         metrix=metrix,
