@@ -139,3 +139,26 @@ def test_finished_cells_skip_a_left_over_copy_of_evaluate_last(study, tmp_path):
     write_cell(tmp_path / "d" / "l" / "none" / "seed0", recall=0.8, selected=3)
     assert [os.path.relpath(p, tmp_path) for p in study.finished_cells(str(tmp_path))] == [
         os.path.join("d", "l", "feature", "seed0"), os.path.join("d", "l", "none", "seed0")]
+
+
+def test_the_plots_show_the_tables_paired_differences(study, tmp_path):
+    root = tmp_path / "results"
+    base = root / "d" / "contrastive"
+    for seed, (baseline, metrix) in enumerate([(0.80, 0.83), (0.70, 0.69)]):
+        write_cell(base / "none" / f"seed{seed}", recall=baseline, selected=3)
+        write_cell(base / "feature" / f"seed{seed}", recall=metrix, selected=3)
+    write_cell(base / "embedding" / "seed0", recall=0.9, selected=2)  # no baseline of its rule
+    configs = [("none", ""), ("feature", ""), ("embedding", "")]
+    text, plot = study.report(str(root), ["d"], ["contrastive"], configs, [0, 1])
+    assert "| contrastive | Metrix (feature) | 0: +0.030, 1: -0.010 | +0.010 |" in text
+    entries = {entry["name"]: entry for entry in plot["d"]}
+    assert entries["baseline"]["recall@1"] == {0: 0.80, 1: 0.70}
+    assert entries["baseline"]["paired"] == {}
+    assert entries["Metrix (embedding)"]["paired"] == {}
+    assert entries["Metrix (feature)"]["paired"] == pytest.approx({0: 0.03, 1: -0.01})
+    for write, name in ((study.write_plot, "r1.png"), (study.write_paired_plot, "paired.png"),
+                        (study.write_curves, "curves.png")):
+        write(plot, str(tmp_path / name))
+        with open(tmp_path / name, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert sorted(os.listdir(tmp_path)) == ["curves.png", "paired.png", "r1.png", "results"]
