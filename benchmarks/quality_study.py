@@ -341,10 +341,34 @@ def _label(entry):
     return f"{entry['loss']}  {entry['name']}"
 
 
-def _loss_colors(entries):
+def _panels(plot, keep):
+    """{dataset: its configurations that `keep` accepts}, without the data
+    sets left with none."""
+    panels = {d: [e for e in entries if keep(e)] for d, entries in plot.items()}
+    return {d: entries for d, entries in panels.items() if entries}
+
+
+def _loss_colors(panels):
     """One colour per loss, the same in every panel."""
-    losses = sorted({e["loss"] for e in entries})
+    losses = sorted({e["loss"] for entries in panels.values() for e in entries})
     return {loss: f"C{i}" for i, loss in enumerate(losses)}
+
+
+def _row_axes(plt, panels):
+    """A figure with one panel per data set, each as tall as its
+    configurations (one row each, the first on top): (figure, [(axis,
+    dataset, entries, rows)])."""
+    heights = [0.26 * len(entries) + 1.2 for entries in panels.values()]
+    figure, axes = plt.subplots(len(panels), 1, figsize=(9, sum(heights)), squeeze=False,
+                                gridspec_kw={"height_ratios": heights})
+    return figure, [(axis, dataset, entries, range(len(entries))[::-1])
+                    for axis, (dataset, entries) in zip(axes[:, 0], panels.items())]
+
+
+def _label_rows(axis, entries, rows):
+    axis.set_yticks(rows, [_label(e) for e in entries], fontsize=7)
+    axis.set_ylim(-0.6, len(entries) - 0.4)
+    axis.grid(axis="x", alpha=0.3)
 
 
 def write_plot(plot, path):
@@ -352,25 +376,19 @@ def write_plot(plot, path):
     seeds as dots), one panel per data set, configurations top to bottom."""
     if not plot:
         return
-    plt = _pyplot()
-    heights = [0.26 * len(entries) + 1.2 for entries in plot.values()]
-    figure, axes = plt.subplots(len(plot), 1, figsize=(9, sum(heights)), squeeze=False,
-                                gridspec_kw={"height_ratios": heights})
-    for axis, (dataset, entries) in zip(axes[:, 0], plot.items()):
-        rows = range(len(entries))[::-1]  # the first configuration on top
+    figure, panels = _row_axes(_pyplot(), plot)
+    for axis, dataset, entries, rows in panels:
         values = [np.array(list(e["recall@1"].values())) for e in entries]
         colors = ["tab:gray" if e["level"] == "none" else "tab:blue" for e in entries]
         axis.barh(rows, [v.mean() for v in values], xerr=[v.std() for v in values],
                   color=colors, capsize=2, height=0.7)
         for row, v in zip(rows, values):
             axis.plot(v, [row] * len(v), "k.", markersize=3)
-        axis.set_yticks(rows, [_label(e) for e in entries], fontsize=7)
+        _label_rows(axis, entries, rows)
         low = min(v.min() for v in values)
         axis.set_xlim(max(0.0, low - 0.03), min(1.0, max(v.max() for v in values) + 0.02))
-        axis.set_ylim(-0.6, len(entries) - 0.4)
         axis.set_xlabel("unseen Recall@1 (bar: mean ± std over seeds; dots: seeds)")
         axis.set_title(f"{dataset}: baseline (gray) vs Metrix (blue)")
-        axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     _save(figure, path, dpi=100)
 
@@ -379,30 +397,23 @@ def write_paired_plot(plot, path):
     """The paired differences Metrix - baseline of unseen Recall@1 per seed
     (dots) and their mean (bar) for every Metrix configuration that has a
     baseline, against zero and the goal of +0.010."""
-    paired = {d: [e for e in entries if e["paired"]] for d, entries in plot.items()}
-    paired = {d: entries for d, entries in paired.items() if entries}
+    paired = _panels(plot, lambda entry: entry["paired"])
     if not paired:
         return
-    plt = _pyplot()
-    heights = [0.26 * len(entries) + 1.2 for entries in paired.values()]
-    figure, axes = plt.subplots(len(paired), 1, figsize=(9, sum(heights)), squeeze=False,
-                                gridspec_kw={"height_ratios": heights})
-    colors = _loss_colors([e for entries in paired.values() for e in entries])
-    for axis, (dataset, entries) in zip(axes[:, 0], paired.items()):
-        rows = range(len(entries))[::-1]
+    colors = _loss_colors(paired)
+    figure, panels = _row_axes(_pyplot(), paired)
+    for axis, dataset, entries, rows in panels:
         for row, entry in zip(rows, entries):
             d = np.array(list(entry["paired"].values()))
             axis.barh(row, d.mean(), color=colors[entry["loss"]], alpha=0.35, height=0.7)
             axis.plot(d, [row] * len(d), ".", color=colors[entry["loss"]], markersize=5)
         axis.axvline(0.0, color="black", linewidth=0.8)
         axis.axvline(GOAL, color="tab:green", linestyle="--", linewidth=1)
-        axis.set_yticks(rows, [_label(e) for e in entries], fontsize=7)
-        axis.set_ylim(-0.6, len(entries) - 0.4)
+        _label_rows(axis, entries, rows)
         axis.set_xlabel("paired unseen Recall@1 difference, Metrix - baseline "
                         "(bar: mean; dots: seeds)")
         axis.set_title(f"{dataset}: Metrix - baseline per seed (dashed: the goal, +{GOAL:.3f})",
                        fontsize=10)
-        axis.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     _save(figure, path, dpi=100)
 
@@ -412,14 +423,13 @@ def write_curves(plot, path):
     (baseline and each level at the data set's recipe; first finished seed):
     whether the validation classes saturate, and when the runs part. One
     colour per loss; the baseline dashed."""
-    plot = {d: [e for e in entries if not e["tag"]] for d, entries in plot.items()}
-    plot = {d: entries for d, entries in plot.items() if entries}
+    plot = _panels(plot, lambda entry: not entry["tag"])
     if not plot:
         return
     plt = _pyplot()
     styles = {"none": "--", "input": ":", "feature": "-", "embedding": "-."}
     figure, axes = plt.subplots(len(plot), 2, figsize=(12, 4.5 * len(plot)), squeeze=False)
-    colors = _loss_colors([e for entries in plot.values() for e in entries])
+    colors = _loss_colors(plot)
     for row, (dataset, entries) in zip(axes, plot.items()):
         for axis, key in zip(row, ("val_recall@1", "val_map@r")):
             for entry in entries:
