@@ -87,8 +87,8 @@ _DOCSTRING = """Instantiates the {title} architecture.
     TensorFlow's padding at every input size. Each block ends in its
     `_add` layer (residual blocks) or its `_project_bn` layer; the last
     block of each stage is a useful feature cut point
-    (`EmbeddingModel(feature_stage=...)`):
-    {stages}
+    (`EmbeddingModel(feature_stage=...)`), each on every path of the network:
+    {stages}.
 
     Args:
         include_top: whether to include the classifier (average pooling,
@@ -168,12 +168,14 @@ def _block_specs(width, depth):
 
 
 def _stage_ends(specs):
-    """The name of each stage's last layer, the stage's output."""
-    last = {}
-    for name, _kernel, stride, _expansion, filters_in, filters_out in specs:
-        residual = stride == 1 and filters_in == filters_out
-        last[name[len("block"):-2]] = name + ("add" if residual else "project_bn")
-    return list(last.values())
+    """Each stage's output: (last layer's name, channels, total stride)."""
+    ends, stride = {}, 2  # the stem's stride
+    for name, _kernel, block_stride, _expansion, filters_in, filters_out in specs:
+        stride *= block_stride
+        residual = block_stride == 1 and filters_in == filters_out
+        ends[name[len("block"):-2]] = (name + ("add" if residual else "project_bn"),
+                                       filters_out, stride)
+    return list(ends.values()) + [("top_activation", 1280, stride)]
 
 
 def preprocess_input(x, data_format=None):
@@ -370,19 +372,11 @@ def torch_weights_path(variant):
     return path
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _load_imagenet_weights(model, variant, include_top, classes, source, own_input):
     top = "top" if include_top else "notop"
-    cached = os.path.join(
-        cache_dir(), f"{variant}_{top}_{_sha256(source)[:16]}_v{_CACHE_FORMAT}.weights.h5"
-    )
+    with open(source, "rb") as f:  # 17-25 MB: read at once
+        digest = hashlib.sha256(f.read()).hexdigest()
+    cached = os.path.join(cache_dir(), f"{variant}_{top}_{digest[:16]}_v{_CACHE_FORMAT}.weights.h5")
     # A model fed by layers of the caller's (input_tensor) holds their
     # weights too: it gets its weights by name from a model of our own.
     target = model if own_input else _reference_model(variant, include_top, classes)
@@ -540,8 +534,8 @@ def convert_state_dict(state, model, source="the state dict"):
 
 def _document(builder, variant, title):
     width, depth, size, dropout, wheel, _ = _VARIANTS[variant]
-    ends = _stage_ends(_block_specs(width, depth))
-    stages = ", ".join(f"`{n}`" for n in ends) + ", `top_activation`"
+    stages = ",\n    ".join(f"`{layer}` ({channels} channels, 1/{stride} of the input size)"
+                           for layer, channels, stride in _stage_ends(_block_specs(width, depth)))
     builder.__doc__ = _DOCSTRING.format(title=title, width=width, depth=depth, size=size,
                                         dropout=dropout, wheel=wheel, stages=stages,
                                         function=builder.__name__)
