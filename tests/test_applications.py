@@ -113,8 +113,8 @@ def test_every_tensor_is_mapped(lite0, state):
     stem = lite0.get_layer("stem_conv").kernel.numpy()
     np.testing.assert_array_equal(stem, state["_conv_stem.weight"].transpose(2, 3, 1, 0))
     dw = lite0.get_layer("block7a_dwconv").kernel.numpy()
-    np.testing.assert_array_equal(dw[:, :, :, 0],
-                                  state["_blocks.15._depthwise_conv.weight"][:, 0].transpose(1, 2, 0))
+    torch_dw = state["_blocks.15._depthwise_conv.weight"]  # (C, 1, H, W)
+    np.testing.assert_array_equal(dw[:, :, :, 0], torch_dw[:, 0].transpose(1, 2, 0))
     dense = lite0.get_layer("predictions")
     np.testing.assert_array_equal(dense.kernel.numpy().T, state["_fc.weight"])
     bn = lite0.get_layer("block2b_expand_bn")
