@@ -1,8 +1,8 @@
 """tf.data pipelines: class-balanced, shuffled and evaluation batches.
 
 Every pipeline yields `(images, labels)`: images float32 of shape
-`(batch, image_size, image_size, channels)` normalised by the
-`Preprocessing`, labels int32 of shape `(batch,)` (the split's labels).
+`(batch, image_size, image_size, model_channels)` normalised by the
+`Preprocessing` (the backbone's input convention), labels int32 of shape `(batch,)` (the split's labels).
 Decoding and augmentation run in a parallel, order-preserving map followed
 by prefetch; all randomness is stateless and keyed on `(seed, position in
 the sequence)`, so a given seed always gives the same batches, whatever
@@ -74,7 +74,7 @@ def _finish(ds, split, preprocessing, batch_size, training, drop_remainder):
 
     def transform(index, seed):
         image = tf.ensure_shape(image_of(index, seed),
-                                [size, size, preprocessing.channels])
+                                [size, size, preprocessing.model_channels])
         return image, tf.gather(labels, index)
 
     ds = ds.map(transform, num_parallel_calls=AUTOTUNE, deterministic=True)

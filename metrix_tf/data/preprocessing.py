@@ -124,7 +124,9 @@ class Preprocessing:
     Train: random resized crop to `image_size` (area `crop_scale`, aspect
     `crop_ratio`), optional horizontal flip, then normalisation. Eval:
     shorter side to `resize_size`, centre crop `image_size`, normalisation.
-    Normalisation maps uint8 to `(x / 255 - mean) / std` per channel.
+    Normalisation maps uint8 to `(x / 255 - mean) / std` per channel, in
+    the channel order and number the model takes (`model_channels`, `bgr`):
+    a backbone's own input convention (`for_backbone`).
     All randomness is stateless: the same seed gives the same image.
 
     Args:
@@ -136,13 +138,20 @@ class Preprocessing:
         crop_ratio: (min, max) aspect ratio of the random crop.
         flip: bool, random horizontal flips in training (False for glyphs:
             a mirrored character is another character).
-        mean: per-channel mean (length `channels`), on the [0, 1] scale.
-        std: per-channel std (length `channels`), positive.
+        mean: per-channel mean (length `model_channels`), on the [0, 1]
+            scale, in the model's channel order.
+        std: per-channel std (length `model_channels`), positive.
+        model_channels: None (= `channels`) or 3 with `channels=1`: the
+            channels the model takes; a grayscale image is repeated into
+            RGB before normalisation.
+        bgr: bool, reverse RGB to BGR before normalisation (the Caffe
+            convention of keras.applications' ResNet and VGG weights).
 
     Call arguments (`train(image, seed)` / `evaluate(image)`):
         image: a tensor of shape `(height, width, channels)`, uint8 range.
         seed: int tensor of shape `(2,)`.
-        Both return a float32 tensor `(image_size, image_size, channels)`.
+        Both return a float32 tensor `(image_size, image_size,
+        model_channels)`.
 
     Example:
 
@@ -157,7 +166,8 @@ class Preprocessing:
 
     def __init__(self, image_size=224, resize_size=256, channels=3,
                  crop_scale=(0.08, 1.0), crop_ratio=(3.0 / 4.0, 4.0 / 3.0),
-                 flip=True, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 flip=True, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                 model_channels=None, bgr=False):
         if not isinstance(image_size, int) or image_size < 1:
             raise ValueError("`image_size` must be a positive int. "
                              f"Received: image_size={image_size!r}")
@@ -178,12 +188,21 @@ class Preprocessing:
             raise ValueError("`crop_ratio` must be (min, max) with "
                              "0 < min <= max. "
                              f"Received: crop_ratio={crop_ratio!r}")
+        model_channels = channels if model_channels is None else model_channels
+        if model_channels not in (channels, 3):
+            raise ValueError(
+                "`model_channels` must be None, `channels` or 3 (grayscale "
+                f"repeated into RGB). Received: model_channels={model_channels!r}"
+                f", channels={channels!r}")
+        if bgr and model_channels != 3:
+            raise ValueError("`bgr=True` needs 3 model channels. Received: "
+                             f"model_channels={model_channels!r}")
         mean = tuple(float(v) for v in mean)
         std = tuple(float(v) for v in std)
-        if len(mean) != channels or len(std) != channels:
+        if len(mean) != model_channels or len(std) != model_channels:
             raise ValueError(
-                f"`mean` and `std` need {channels} values (one per channel). "
-                f"Received: mean={mean!r}, std={std!r}")
+                f"`mean` and `std` need {model_channels} values (one per "
+                f"model channel). Received: mean={mean!r}, std={std!r}")
         if min(std) <= 0:
             raise ValueError(f"`std` must be positive. Received: std={std!r}")
         self.image_size = image_size
@@ -194,6 +213,8 @@ class Preprocessing:
         self.flip = bool(flip)
         self.mean = mean
         self.std = std
+        self.model_channels = model_channels
+        self.bgr = bool(bgr)
 
     @classmethod
     def for_dataset(cls, name):
@@ -215,10 +236,44 @@ class Preprocessing:
                          f"'inshop', 'builtin', 'builtin_large'. Received: "
                          f"name={name!r}")
 
+    def for_backbone(self, backbone_input):
+        """These transforms with a backbone's input convention.
+
+        Args:
+            backbone_input: None (keep this normalisation: a backbone
+                trained from scratch, such as the small CNN) or a
+                `metrix_tf.models.BackboneInput` (its `channels`, `mean`,
+                `std`, `bgr`: e.g. EfficientNet-Lite's `(x - 127) / 128`).
+
+        Returns:
+            A `Preprocessing`.
+        """
+        if backbone_input is None:
+            return self
+        config = self.get_config()
+        config.update(model_channels=backbone_input.channels,
+                      mean=backbone_input.mean, std=backbone_input.std,
+                      bgr=backbone_input.bgr)
+        return Preprocessing(**config)
+
     def normalize(self, image):
-        """uint8-range float image -> `(x / 255 - mean) / std`, float32."""
+        """uint8-range float image `(..., channels)` -> the model's input
+        `(..., model_channels)`: `(x / 255 - mean) / std`, float32."""
         image = tf.cast(image, tf.float32) / 255.0
+        if self.model_channels != self.channels:
+            image = tf.repeat(image, self.model_channels, axis=-1)
+        if self.bgr:
+            image = tf.reverse(image, axis=[-1])
         return (image - tf.constant(self.mean)) / tf.constant(self.std)
+
+    def pixels(self, normalised):
+        """The inverse of `normalize`: the model's input -> pixels
+        `(..., channels)` in [0, 255] (a repeated channel: its first)."""
+        image = (tf.cast(normalised, tf.float32) * tf.constant(self.std)
+                 + tf.constant(self.mean)) * 255.0
+        if self.bgr:
+            image = tf.reverse(image, axis=[-1])
+        return image[..., :self.channels]
 
     def _finish_train(self, crop, seed):
         """Resized crop -> optional flip -> normalisation."""
@@ -289,7 +344,8 @@ class Preprocessing:
         return {"image_size": self.image_size,
                 "resize_size": self.resize_size, "channels": self.channels,
                 "crop_scale": self.crop_scale, "crop_ratio": self.crop_ratio,
-                "flip": self.flip, "mean": self.mean, "std": self.std}
+                "flip": self.flip, "mean": self.mean, "std": self.std,
+                "model_channels": self.model_channels, "bgr": self.bgr}
 
     @classmethod
     def from_config(cls, config):

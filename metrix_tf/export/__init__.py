@@ -2,4 +2,3 @@
 
 from metrix_tf.export.saved_model import export_saved_model
 from metrix_tf.export.saved_model import load_serving_function
-from metrix_tf.export.saved_model import pixels_from_normalised

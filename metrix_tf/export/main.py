@@ -62,7 +62,7 @@ def evaluate_saved_model(path, dataset, data_dir="", tiny=False, ks=None, batch_
 
     from metrix_tf import data as data_lib
     from metrix_tf import evaluation
-    from metrix_tf.export.saved_model import load_serving_function, pixels_from_normalised
+    from metrix_tf.export.saved_model import load_serving_function
 
     serve = load_serving_function(path)
     extra = {"tiny": tiny} if dataset == "builtin" else {"verify": True}
@@ -73,7 +73,7 @@ def evaluate_saved_model(path, dataset, data_dir="", tiny=False, ks=None, batch_
     def embed(split):
         out = []
         for images, _ in data_lib.eval_batches(split, preprocessing, batch_size):
-            out.append(serve(images=pixels_from_normalised(images, preprocessing))["embeddings"].numpy())
+            out.append(serve(images=preprocessing.pixels(images))["embeddings"].numpy())
         return np.concatenate(out)
 
     if splits.protocol == "query_gallery":

@@ -11,8 +11,11 @@ Serving contract (`serving_default`):
   normalisation; a uint8 image cast to float32 qualifies when it already
   has the size);
 - output `embeddings`: float32 `(batch, embedding_dim)`, L2-normalised.
-The normalisation `(x / 255 - mean) / std` happens inside the SavedModel;
-`metrix_export.json` next to it records S, C, mean, std and the run config.
+The backbone's input convention (`Preprocessing.normalize`: a grayscale
+channel repeated for an RGB backbone, BGR order where the backbone wants it,
+`(x / 255 - mean) / std`) happens inside the SavedModel, so an export takes
+the same raw pixels whatever its backbone; `metrix_export.json` next to it
+records S, C, the normalisation and the run config.
 """
 
 import json
@@ -23,13 +26,6 @@ import tensorflow as tf
 
 SIGNATURE = "serving_default"
 METADATA_FILE = "metrix_export.json"
-
-
-def pixels_from_normalised(images, preprocessing):
-    """Invert `Preprocessing.normalize`: normalised images -> [0, 255] pixels."""
-    mean = tf.constant(preprocessing.mean, tf.float32)
-    std = tf.constant(preprocessing.std, tf.float32)
-    return (tf.cast(images, tf.float32) * std + mean) * 255.0
 
 
 def export_saved_model(model, preprocessing, path, metadata=None):
@@ -44,7 +40,7 @@ def export_saved_model(model, preprocessing, path, metadata=None):
             (e.g. `metrix_tf.models.EmbeddingModel`; called with
             `training=False`, so it never mixes).
         preprocessing: the `metrix_tf.data.Preprocessing` of the data set
-            (image size, channels, mean, std).
+            (image size, channels, the backbone's normalisation).
         path: the export directory.
         metadata: optional JSON-serialisable dict stored in
             `metrix_export.json`.
@@ -53,9 +49,9 @@ def export_saved_model(model, preprocessing, path, metadata=None):
         `path`.
     """
     size, channels = preprocessing.image_size, preprocessing.channels
-    mean = tf.constant(preprocessing.mean, tf.float32)
-    std = tf.constant(preprocessing.std, tf.float32)
 
+    if not model.built:  # variables made while tracing `serve` would be untracked
+        model(preprocessing.normalize(tf.zeros([1, size, size, channels])), training=False)
     module = tf.Module()
     # Track the variables only: the SavedModel needs what `serve` captures,
     # not the Keras object graph (which holds the loss and its op).
@@ -65,7 +61,7 @@ def export_saved_model(model, preprocessing, path, metadata=None):
         input_signature=[tf.TensorSpec([None, size, size, channels], tf.float32, name="images")]
     )
     def serve(images):
-        normalised = (images / 255.0 - mean) / std
+        normalised = preprocessing.normalize(images)
         embeddings = model(normalised, training=False)
         return {"embeddings": tf.cast(embeddings, tf.float32)}
 
@@ -89,6 +85,8 @@ def export_saved_model(model, preprocessing, path, metadata=None):
         "output": {"name": "embeddings", "l2_normalised": True},
         "mean": list(preprocessing.mean),
         "std": list(preprocessing.std),
+        "model_channels": preprocessing.model_channels,
+        "bgr": preprocessing.bgr,
     }
     info.update(metadata or {})
     with open(os.path.join(tmp, METADATA_FILE), "w") as f:
