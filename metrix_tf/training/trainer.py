@@ -18,8 +18,8 @@ from metrix_tf.callbacks import RecallAtK
 from metrix_tf.export import export_saved_model
 from metrix_tf.mixing.metrix import Metrix
 from metrix_tf.models import EmbeddingModel
-from metrix_tf.models import resnet50_backbone
-from metrix_tf.models import small_cnn_backbone
+from metrix_tf.models import backbone_input
+from metrix_tf.models import make_backbone
 from metrix_tf.optimizers import FusedAdam
 from metrix_tf.training import distribution
 from metrix_tf.training import pictures
@@ -35,7 +35,8 @@ EXPORT_DIR = "saved_model"
 
 
 def load_data(config):
-    """`(splits, preprocessing)` of the configured data set."""
+    """`(splits, preprocessing)` of the configured data set; the
+    preprocessing normalises as the backbone's weights expect."""
     extra = {"tiny": config.tiny} if config.dataset == "builtin" else {}
     splits = data_lib.load_dataset(
         config.dataset,
@@ -44,7 +45,8 @@ def load_data(config):
         seed=config.seed,
         **extra,
     )
-    return splits, data_lib.Preprocessing.for_dataset(config.dataset)
+    preprocessing = data_lib.Preprocessing.for_dataset(config.dataset)
+    return splits, preprocessing.for_backbone(backbone_input(config.backbone))
 
 
 def make_metrix(config):
@@ -76,11 +78,8 @@ def build_model(config, preprocessing, num_classes):
 
 def _build_model(config, preprocessing, num_classes):
     metrix = make_metrix(config)
-    shape = (preprocessing.image_size, preprocessing.image_size, preprocessing.channels)
-    if config.backbone == "resnet50":
-        backbone = resnet50_backbone(shape, config.backbone_weights or None)
-    else:
-        backbone = small_cnn_backbone(shape, width=config.backbone_width)
+    shape = (preprocessing.image_size, preprocessing.image_size, preprocessing.model_channels)
+    backbone = make_backbone(config.backbone, shape, config.weights(), width=config.backbone_width)
     try:
         model = EmbeddingModel(
             backbone,
