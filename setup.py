@@ -229,9 +229,9 @@ setup(
     extras_require={"test": ["pytest>=8"]},
     entry_points={
         "console_scripts": [
-            "metrix-train = metrix_tf.training.main:run",
-            "metrix-export = metrix_tf.export.main:run_export",
-            "metrix-eval = metrix_tf.export.main:run_eval",
+            "metrix-train = metrix_tf.programs.train:run",
+            "metrix-export = metrix_tf.programs.export:run_export",
+            "metrix-eval = metrix_tf.programs.export:run_eval",
         ]
     },
 )

@@ -41,7 +41,7 @@ def environment(tmp_path):
 
 def metrix_train(tmp_path, *flags, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "metrix_tf.training.main", *flags],
+        [sys.executable, "-m", "metrix_tf.programs.train", *flags],
         cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True,
         timeout=timeout,
     )
@@ -177,7 +177,7 @@ def test_sigkill_then_resume_loses_and_repeats_no_epoch(tmp_path):
     flags = [*TINY, "--epochs=12", "--steps_per_epoch=3", "--metrix_level=embedding",
              "--noexport", f"--workdir={workdir}"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "metrix_tf.training.main", *flags],
+        [sys.executable, "-m", "metrix_tf.programs.train", *flags],
         cwd=tmp_path, env=environment(tmp_path),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -213,7 +213,7 @@ def test_resume_refuses_a_workdir_of_other_settings(tmp_path):
 def test_export_serves_the_same_embeddings_in_a_process_without_metrix_tf(tmp_path):
     import tensorflow as tf
 
-    from metrix_tf.export.main import export_workdir
+    from metrix_tf.programs.export import export_workdir
     from metrix_tf.training.run_state import RunState
     from metrix_tf.training.trainer import build_model, load_data
 
@@ -264,7 +264,7 @@ def test_metrix_eval_scores_an_export(tmp_path):
     workdir = tmp_path / "run"
     assert metrix_train(tmp_path, *TINY, "--epochs=1", f"--workdir={workdir}").returncode == 0
     result = subprocess.run(
-        [sys.executable, "-c", "from metrix_tf.export.main import run_eval; run_eval()",
+        [sys.executable, "-c", "from metrix_tf.programs.export import run_eval; run_eval()",
          f"--saved_model={workdir / 'saved_model'}", "--tiny"],
         cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300,
     )
@@ -273,7 +273,7 @@ def test_metrix_eval_scores_an_export(tmp_path):
     trained = json.loads((workdir / "results.json").read_text())["trained"]
     assert abs(scores["recall@1"] - trained["recall@1"]) < 1e-6
     missing = subprocess.run(
-        [sys.executable, "-c", "from metrix_tf.export.main import run_eval; run_eval()",
+        [sys.executable, "-c", "from metrix_tf.programs.export import run_eval; run_eval()",
          f"--saved_model={tmp_path / 'nothing'}", "--tiny"],
         cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300,
     )
@@ -340,7 +340,7 @@ def test_the_selected_epoch_is_evaluated_recorded_and_survives_a_resume(finished
     assert abs(scores["recall@1"] - results["trained"]["recall@1"]) < 1e-6
     assert abs(scores["map@r"] - results["trained"]["map@r"]) < 1e-6
     # metrix-export exports the same selected epoch.
-    from metrix_tf.export.main import export_workdir
+    from metrix_tf.programs.export import export_workdir
 
     export = export_workdir(str(workdir), str(tmp_path / "export"))
     meta = json.loads((tmp_path / "export" / "metrix_export.json").read_text())
