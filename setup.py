@@ -27,6 +27,11 @@ from setuptools import find_packages
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70
+    from wheel.bdist_wheel import bdist_wheel
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OP_LIBRARY = "metrix_tf.ops._soft_label_similarity_ops"
 
@@ -193,6 +198,22 @@ class BuildTensorFlowOps(build_ext):
               *tf.sysconfig.get_link_flags(), *link_extra])
 
 
+class PlatformWheel(bdist_wheel):
+    """Tags the wheel `py3-none-<platform>` (e.g. `py3-none-linux_x86_64`).
+
+    The op is machine code for one platform, so the wheel is not pure; it
+    links libtensorflow_framework, not libpython, so it fits every Python
+    that the pinned TensorFlow installs on (install_requires).
+    """
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.root_is_pure = False
+
+    def get_tag(self):
+        return ("py3", "none", super().get_tag()[2])
+
+
 setup(
     name="metrix-tf",
     version=_version(),
@@ -205,8 +226,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["metrix_tf", "metrix_tf.*"]),
-    include_package_data=True,
-    package_data={"metrix_tf": ["ops/*.so"]},
+    # No package_data for ops/*.so: the wheel gets the library build_ext
+    # compiles, and the sdist ships sources only (not a stale in-tree build).
     ext_modules=[
         Extension(
             OP_LIBRARY,
@@ -214,7 +235,7 @@ setup(
             depends=HEADERS,
         )
     ],
-    cmdclass={"build_ext": BuildTensorFlowOps},
+    cmdclass={"build_ext": BuildTensorFlowOps, "bdist_wheel": PlatformWheel},
     install_requires=[
         # The compiled op only loads in the TensorFlow it was built against.
         "tensorflow==2.21.0",
@@ -240,9 +261,9 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "metrix-train = metrix_tf.training.main:run",
-            "metrix-export = metrix_tf.export.main:run_export",
-            "metrix-eval = metrix_tf.export.main:run_eval",
+            "metrix-train = metrix_tf.programs.train:run",
+            "metrix-export = metrix_tf.programs.export:run_export",
+            "metrix-eval = metrix_tf.programs.export:run_eval",
         ]
     },
 )

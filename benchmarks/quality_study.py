@@ -72,7 +72,7 @@ def cell_dir(root, dataset, loss, level, tag, seed):
 def run_cell(workdir, dataset, loss, level, seed, settings, log):
     """Runs (or resumes) one cell; returns False when it failed."""
     command = [
-        sys.executable, "-m", "metrix_tf.training.main",
+        sys.executable, "-m", "metrix_tf.programs.train",
         f"--dataset={dataset}", f"--loss={loss}", f"--metrix_level={level}",
         f"--seed={seed}", f"--workdir={workdir}", "--noexport",
     ] + [f"--{s}" for s in settings]
@@ -123,7 +123,7 @@ def evaluate_last(workdir, log):
         config.update(select_by="last", workdir=copy, export=False)
         with open(os.path.join(copy, "config.json"), "w") as f:
             json.dump(config, f)
-        command = [sys.executable, "-m", "metrix_tf.training.main",
+        command = [sys.executable, "-m", "metrix_tf.programs.train",
                    f"--config={os.path.join(copy, 'config.json')}", f"--workdir={copy}",
                    "--select_by=last", "--noexport"]
         log(f"evaluating the last epoch of {workdir}")

@@ -666,6 +666,12 @@ METRIX_REGISTER_CPU(double, int64_t)
 #define METRIX_TF_BUILT_FOR "unknown"
 #endif
 
+// The same version as bytes in the file, "METRIX_TF_BUILT_FOR=<version>;", which the loader
+// finds before it loads the library: one built for another TensorFlow is never loaded (its
+// static op and kernel registrations would run against that TensorFlow's ABI).
+extern "C" __attribute__((visibility("default"), used)) const char metrix_tf_built_for_marker[] =
+    "METRIX_TF_BUILT_FOR=" METRIX_TF_BUILT_FOR ";";
+
 extern "C" {
 __attribute__((visibility("default"))) const char* metrix_tf_built_for() {
   return METRIX_TF_BUILT_FOR;

@@ -369,7 +369,7 @@ def test_metrix_train_multi_worker_writes_only_from_the_chief(tmp_path):
     ]
 
     def argv(index):
-        return [sys.executable, "-m", "metrix_tf.training.main", *flags]
+        return [sys.executable, "-m", "metrix_tf.programs.train", *flags]
 
     # Each worker builds the built-in set in its own cache directory.
     results = run_workers(argv, count=2, timeout=300, cwd=tmp_path, data_dir=tmp_path / "data")

@@ -88,6 +88,19 @@ def test_mixing_layer_config_round_trip_and_argument_checks(cls, level):
         cls(None)
 
 
+def test_mixing_layer_for_each_level():
+    expected = {"feature": metrix_tf.mixing.FeatureMixing, "input": metrix_tf.mixing.InputMixing}
+    for level, cls in expected.items():
+        metrix = metrix_tf.Metrix(level=level, lam=0.3)
+        layer = metrix_tf.mixing.mixing_layer_for(metrix, max_mixes=5)
+        assert type(layer) is cls and layer.name == f"{level}_mixing"
+        assert layer.metrix == metrix and layer.max_mixes == 5
+        again = metrix_tf.mixing.mixing_layer_for(metrix.get_config())  # a config dict
+        assert type(again) is cls and again.metrix == metrix
+    assert metrix_tf.mixing.mixing_layer_for(metrix_tf.Metrix(level="embedding")) is None
+    assert metrix_tf.mixing.mixing_layer_for(None) is None
+
+
 def test_feature_mixing_mixes_with_lambda_and_never_outside_training():
     metrix = metrix_tf.Metrix(level="feature", lam=0.25, strategy="positive_negative")
     layer = metrix_tf.mixing.FeatureMixing(metrix, max_mixes=100)

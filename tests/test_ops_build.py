@@ -1,6 +1,7 @@
 """Build-level checks of the compiled op: thread-count independence of the
-CPU kernels, the one-warning fallback to pure TF, and that the CUDA sources
-compile (nvcc -c, skipped without nvcc)."""
+CPU kernels, the one-warning fallback to pure TF (a library built for
+another TensorFlow is never loaded), and that the CUDA sources compile
+(nvcc -c, skipped without nvcc)."""
 
 import json
 import os
@@ -128,21 +129,81 @@ def fake_library(tmp_path, version):
     return library.read_bytes()
 
 
-@pytest.mark.parametrize("case", ["missing", "corrupt", "other_tf"])
+def fake_recording_library(tmp_path, version):
+    """A library that records another TensorFlow and ends the process if it
+    is ever loaded (its constructor runs on dlopen)."""
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler")
+    source = tmp_path / "fake_recording.c"
+    source.write_text(
+        "#include <unistd.h>\n"
+        f'const char metrix_tf_built_for_marker[] = "METRIX_TF_BUILT_FOR={version};";\n'
+        "__attribute__((constructor)) static void loaded(void) { _exit(3); }\n")
+    library = tmp_path / "fake_recording.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-o", str(library), str(source)], check=True)
+    return library.read_bytes()
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "other_tf", "other_tf_recorded"])
 def test_fallback_warns_exactly_once(tmp_path, case):
     library = {
         "missing": lambda: None,
         "corrupt": lambda: b"this is not a shared library",
-        "other_tf": lambda: fake_library(tmp_path, "0.0.1"),
+        "other_tf": lambda: fake_library(tmp_path, "0.0.1"),  # read after loading
+        "other_tf_recorded": lambda: fake_recording_library(tmp_path, "0.0.2"),  # never loaded
     }[case]()
     pythonpath = package_copy(tmp_path / "site", library)
     report = json.loads(run_python(FALLBACK_SCRIPT, pythonpath).strip().splitlines()[-1])
     assert report["backend"] == "pure_tf"
     assert len(report["warnings"]) == 1, report["warnings"]
     expected = {"missing": "was not found", "corrupt": "failed to load",
-                "other_tf": "was built for TensorFlow 0.0.1"}[case]
+                "other_tf": "was built for TensorFlow 0.0.1",
+                "other_tf_recorded": "was built for TensorFlow 0.0.2"}[case]
     assert expected in report["warnings"][0]
     assert "build_ext --inplace" in report["warnings"][0]
+    assert report["y"] == [[1.0, 0.0], [0.0, 1.0]]
+
+
+@requires_op
+def test_the_library_records_its_tensorflow_in_its_bytes():
+    # Read without loading the file: the loader checks it before dlopen().
+    info = ops.library_info()
+    assert ops._loader.recorded_version(info["path"]) == info["built_for"] == tf.__version__
+
+
+MISMATCH_SCRIPT = """
+import json
+import warnings
+import tensorflow as tf
+tf.__version__ = "2.99.0"  # another TensorFlow than the op was built for
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import metrix_tf
+    import metrix_tf.ops as ops
+    from metrix_tf.ops import soft_label_similarity
+    s, y = soft_label_similarity(tf.ones([2, 3]), [0, 1], tf.ones([2, 3]), [0, 1], [0, 1], [1.0, 1.0])
+with open("/proc/self/maps") as f:
+    mapped = ops.library_info()["path"] in f.read()
+messages = [str(w.message) for w in caught
+            if issubclass(w.category, RuntimeWarning) and "metrix_tf:" in str(w.message)]
+print(json.dumps({"backend": ops.backend(), "warnings": messages, "mapped": mapped,
+                  "info": ops.library_info(), "y": y.numpy().tolist()}))
+"""
+
+
+@requires_op
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="no /proc/self/maps")
+def test_the_real_library_is_not_loaded_into_another_tensorflow(tmp_path):
+    library = open(ops.library_info()["path"], "rb").read()
+    pythonpath = package_copy(tmp_path / "site", library)
+    report = json.loads(run_python(MISMATCH_SCRIPT, pythonpath).strip().splitlines()[-1])
+    assert report["backend"] == "pure_tf" and not report["mapped"]
+    assert len(report["warnings"]) == 1, report["warnings"]
+    assert (f"was built for TensorFlow {tf.__version__}, but TensorFlow 2.99.0 is imported"
+            in report["warnings"][0])
+    assert f"install tensorflow=={tf.__version__}" in report["warnings"][0]
+    assert report["info"]["built_for"] == tf.__version__
     assert report["y"] == [[1.0, 0.0], [0.0, 1.0]]
 
 

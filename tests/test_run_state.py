@@ -2,6 +2,7 @@
 selection (the best validation epoch) survives a resume."""
 
 import json
+import math
 import os
 
 import keras
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from metrix_tf.training.run_state import RunState
+from metrix_tf.training.run_state import select_epoch
 
 MONITOR = "val_recall@1"
 
@@ -49,16 +51,120 @@ def weight_value(model):
     return float(model.weights[0].numpy().flat[0])
 
 
-def test_selects_the_first_best_epoch_and_keeps_it_across_a_resume(tmp_path):
+def test_selects_the_best_epoch_and_keeps_it_across_a_resume(tmp_path):
     train(tmp_path, [0.5, 0.9, 0.7])
     # A new process: the best epoch so far is part of the run's state.
-    state = train(tmp_path, [0.5, 0.9, 0.7, 0.9, 0.8], start=3)
+    state = train(tmp_path, [0.5, 0.9, 0.7, 0.6, 0.8], start=3)
     assert state.selected_epoch() == 2 and state.selected_value() == 0.9
     assert weight_value(state.model) == 5.0  # the last epoch's weights ...
     assert state.restore_selected() == 2
     assert weight_value(state.model) == 2.0  # ... and then the selected ones
     history = json.loads((tmp_path / "history.json").read_text())
-    assert [h[MONITOR] for h in history] == [0.5, 0.9, 0.7, 0.9, 0.8]
+    assert [h[MONITOR] for h in history] == [0.5, 0.9, 0.7, 0.6, 0.8]
+
+
+def naive_selection(history, monitor):
+    """The rule spelled out: the largest monitor figure; among those, the
+    largest MAP@R (missing: below any); among those, the last epoch."""
+    finite = [h for h in history if isinstance(h.get(monitor), float) and math.isfinite(h[monitor])]
+    if not finite:
+        return None, []
+    top = max(h[monitor] for h in finite)
+    tied = [h for h in finite if h[monitor] == top]
+
+    def map_r(h):
+        value = h.get("val_map@r") if monitor != "val_map@r" else None
+        return value if value is not None and math.isfinite(value) else -math.inf
+
+    best_map = max(map_r(h) for h in tied)
+    finalists = [h for h in tied if map_r(h) == best_map]
+    rules = []
+    if len(tied) > 1 and len(finalists) < len(tied):
+        rules.append("map@r")
+    if len(finalists) > 1:
+        rules.append("later_epoch")
+    return finalists[-1]["epoch"], rules
+
+
+@pytest.mark.parametrize("monitor", [MONITOR, "val_map@r"])
+def test_select_epoch_matches_the_rule_on_synthetic_histories(monitor):
+    rng = np.random.default_rng(0)
+    seen_rules = set()
+    for _ in range(300):
+        history = []
+        for epoch in range(int(rng.integers(1, 7))):
+            entry = {"epoch": epoch, "loss": float(rng.uniform())}
+            if rng.uniform() < 0.85:  # some epochs are not validated (--eval_every)
+                entry[MONITOR] = float(rng.choice([0.5, 0.75, 1.0, math.nan]))
+                if rng.uniform() < 0.8:
+                    entry["val_map@r"] = float(rng.choice([0.25, 0.5, math.nan]))
+            history.append(entry)
+        epoch, rules = naive_selection(history, monitor)
+        choice = select_epoch(history, monitor)
+        assert choice["epoch"] == epoch, history
+        assert choice["tie_break"] == rules, history
+        seen_rules.add(tuple(rules))
+    assert seen_rules >= ({(), ("later_epoch",)} if monitor == "val_map@r"
+                          else {(), ("map@r",), ("later_epoch",), ("map@r", "later_epoch")})
+
+
+def test_select_epoch_on_a_saturated_history():
+    history = [{"epoch": 0, MONITOR: 0.8, "val_map@r": 0.4},
+               {"epoch": 1, MONITOR: 1.0, "val_map@r": 0.6},
+               {"epoch": 2, MONITOR: 1.0, "val_map@r": 0.7},
+               {"epoch": 3, MONITOR: 1.0, "val_map@r": 0.65}]
+    assert select_epoch(history, MONITOR) == {
+        "epoch": 2, "tied_epochs": [1, 2, 3], "tie_break": ["map@r"]}
+    history[3]["val_map@r"] = 0.7
+    assert select_epoch(history, MONITOR) == {
+        "epoch": 3, "tied_epochs": [1, 2, 3], "tie_break": ["map@r", "later_epoch"]}
+    for h in history:
+        del h["val_map@r"]
+    assert select_epoch(history, MONITOR) == {
+        "epoch": 3, "tied_epochs": [1, 2, 3], "tie_break": ["later_epoch"]}
+    assert select_epoch(history[:2], MONITOR)["tie_break"] == []
+    assert select_epoch([{"epoch": 0, "loss": 1.0}], MONITOR)["epoch"] is None
+
+
+def test_a_tie_keeps_the_best_map_at_r_then_the_later_epoch_across_a_resume(tmp_path):
+    logs = [(0.9, 0.5), (1.0, 0.6), (1.0, 0.8), (1.0, 0.7), (1.0, 0.8), (0.95, 0.9)]
+
+    def run(start, stop):
+        state = state_of(tmp_path)
+        assert state.restore() == start
+        for epoch in range(start, stop):
+            set_weights_to(state.model, epoch + 1)
+            recall, map_r = logs[epoch]
+            state.record_epoch(epoch, {MONITOR: recall, "val_map@r": map_r})
+        return state
+
+    assert run(0, 4).selected_epoch() == 3  # MAP@R 0.8 beats 0.6 and the later 0.7
+    state = run(4, 6)  # a new process: epoch 5 ties epoch 3 on both: the later one
+    assert state.selected_epoch() == 5 and state.selected_value() == 1.0
+    assert state.restore_selected() == 5 and weight_value(state.model) == 5.0
+
+
+def test_the_selection_in_results_names_the_tie_break():
+    from metrix_tf.training.train_config import TrainConfig
+    from metrix_tf.training.trainer import describe_selection
+
+    history = [{"epoch": 0, "val_recall@1": 1.0, "val_map@r": 0.5},
+               {"epoch": 1, "val_recall@1": 1.0, "val_map@r": 0.7},
+               {"epoch": 2, "val_recall@1": 1.0, "val_map@r": 0.6}]
+    config = TrainConfig(select_by="recall@1")
+    selection = describe_selection(config, history, 2)
+    assert selection["epoch"] == 2 and selection["saturated"]
+    assert selection["tied_epochs"] == [1, 2, 3] and selection["tie_break"] == ["map@r"]
+    assert "Epochs 1, 2, 3 tied" in selection["text"] and "best validation MAP@R" in selection["text"]
+    history[1]["val_recall@1"] = 0.9
+    selection = describe_selection(config, history, 3)
+    assert selection["tie_break"] == ["map@r"] and selection["tied_epochs"] == [1, 3]
+    history[2]["val_recall@1"] = 0.8
+    selection = describe_selection(config, history, 1)
+    assert selection["tie_break"] == [] and selection["tied_epochs"] == [] and not selection["saturated"]
+    assert "tied" not in selection["text"]
+    last = describe_selection(TrainConfig(select_by="last"), history, 3)
+    assert last["tie_break"] == [] and last["validation"] is None
 
 
 def test_selection_of_the_last_epoch(tmp_path):

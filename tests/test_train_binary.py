@@ -41,7 +41,7 @@ def environment(tmp_path):
 
 def metrix_train(tmp_path, *flags, timeout=300):
     return subprocess.run(
-        [sys.executable, "-m", "metrix_tf.training.main", *flags],
+        [sys.executable, "-m", "metrix_tf.programs.train", *flags],
         cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True,
         timeout=timeout,
     )
@@ -179,7 +179,7 @@ def test_sigkill_then_resume_loses_and_repeats_no_epoch(tmp_path):
     flags = [*TINY, "--epochs=12", "--steps_per_epoch=3", "--metrix_level=embedding",
              "--noexport", f"--workdir={workdir}"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "metrix_tf.training.main", *flags],
+        [sys.executable, "-m", "metrix_tf.programs.train", *flags],
         cwd=tmp_path, env=environment(tmp_path),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
@@ -215,7 +215,7 @@ def test_resume_refuses_a_workdir_of_other_settings(tmp_path):
 def test_export_serves_the_same_embeddings_in_a_process_without_metrix_tf(tmp_path):
     import tensorflow as tf
 
-    from metrix_tf.export.main import export_workdir
+    from metrix_tf.programs.export import export_workdir
     from metrix_tf.training.run_state import RunState
     from metrix_tf.training.trainer import build_model, load_data
 
@@ -266,7 +266,7 @@ def test_metrix_eval_scores_an_export(tmp_path):
     workdir = tmp_path / "run"
     assert metrix_train(tmp_path, *TINY, "--epochs=1", f"--workdir={workdir}").returncode == 0
     result = subprocess.run(
-        [sys.executable, "-c", "from metrix_tf.export.main import run_eval; run_eval()",
+        [sys.executable, "-c", "from metrix_tf.programs.export import run_eval; run_eval()",
          f"--saved_model={workdir / 'saved_model'}", "--tiny"],
         cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300,
     )
@@ -275,7 +275,7 @@ def test_metrix_eval_scores_an_export(tmp_path):
     trained = json.loads((workdir / "results.json").read_text())["trained"]
     assert abs(scores["recall@1"] - trained["recall@1"]) < 1e-6
     missing = subprocess.run(
-        [sys.executable, "-c", "from metrix_tf.export.main import run_eval; run_eval()",
+        [sys.executable, "-c", "from metrix_tf.programs.export import run_eval; run_eval()",
          f"--saved_model={tmp_path / 'nothing'}", "--tiny"],
         cwd=tmp_path, env=environment(tmp_path), capture_output=True, text=True, timeout=300,
     )
@@ -307,9 +307,10 @@ def checkpoint_files(workdir):
     return {n: (directory / n).read_bytes() for n in os.listdir(directory) if n.startswith("ckpt-")}
 
 
-def first_best_epoch(history, key="val_recall@1"):
-    values = [h[key] for h in history]
-    return values.index(max(values)) + 1
+def selected_by_rule(history, key="val_recall@1"):
+    """From 1: the best `key`; on a tie the best validation MAP@R, then the later epoch."""
+    best = max(history, key=lambda h: (h[key], h["val_map@r"], h["epoch"]))
+    return best["epoch"] + 1
 
 
 def test_the_selected_epoch_is_evaluated_recorded_and_survives_a_resume(finished_run, tmp_path):
@@ -319,7 +320,7 @@ def test_the_selected_epoch_is_evaluated_recorded_and_survives_a_resume(finished
     workdir, flags = copy_of(finished_run, tmp_path)
     results = json.loads((workdir / "results.json").read_text())
     history = json.loads((workdir / "history.json").read_text())
-    assert results["selected_epoch"] == first_best_epoch(history)
+    assert results["selected_epoch"] == selected_by_rule(history)
     assert results["selection"]["select_by"] == "recall@1"
     # Resumed for a third epoch: the choice is made over all three.
     result = metrix_train(tmp_path, *[f for f in flags if f != "--epochs=2"], "--epochs=3")
@@ -328,7 +329,7 @@ def test_the_selected_epoch_is_evaluated_recorded_and_survives_a_resume(finished
     results = json.loads((workdir / "results.json").read_text())
     history = json.loads((workdir / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2]
-    selected = first_best_epoch(history)
+    selected = selected_by_rule(history)
     assert results["selected_epoch"] == selected
     assert results["selection"]["validation"] == history[selected - 1]["val_recall@1"]
     # The test figures are those of the selected weights.
@@ -342,7 +343,7 @@ def test_the_selected_epoch_is_evaluated_recorded_and_survives_a_resume(finished
     assert abs(scores["recall@1"] - results["trained"]["recall@1"]) < 1e-6
     assert abs(scores["map@r"] - results["trained"]["map@r"]) < 1e-6
     # metrix-export exports the same selected epoch.
-    from metrix_tf.export.main import export_workdir
+    from metrix_tf.programs.export import export_workdir
 
     export = export_workdir(str(workdir), str(tmp_path / "export"))
     meta = json.loads((tmp_path / "export" / "metrix_export.json").read_text())
@@ -363,6 +364,23 @@ def test_select_by_last_and_its_flag_errors(tmp_path):
     ]:
         result = metrix_train(tmp_path, *TINY, *flags, timeout=120)
         assert result.returncode != 0 and needle in result.stderr, result.stderr[-2000:]
+
+
+def test_a_saturated_validation_keeps_a_trained_epoch(tmp_path):
+    # Issue 23: validation Recall@1 is 1.0 from epoch 1 on, and the first best
+    # epoch used to be kept (unseen Recall@1 0.4625 untrained -> 0.4625).
+    workdir = tmp_path / "run"
+    result = metrix_train(tmp_path, "--tiny", "--epochs=3", "--noexport", f"--workdir={workdir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((workdir / "results.json").read_text())
+    history = json.loads((workdir / "history.json").read_text())
+    selection = results["selection"]
+    assert results["selected_epoch"] == selection["epoch"] == selected_by_rule(history)
+    tied = [h["epoch"] + 1 for h in history if h["val_recall@1"] == selection["validation"]]
+    assert len(tied) > 1 and selection["tied_epochs"] == tied
+    assert selection["tie_break"] in (["map@r"], ["later_epoch"], ["map@r", "later_epoch"])
+    assert "tied at validation recall@1" in result.stdout
+    assert results["trained"]["recall@1"] > results["untrained"]["recall@1"], results
 
 
 def test_a_garbage_state_file_resumes_from_the_checkpoints_on_disk(finished_run, tmp_path):

@@ -32,12 +32,12 @@ Serving contract (for export): `Preprocessing.evaluate` = shorter side to
 """
 
 from metrix_tf.data.builtin_glyphs import build_glyph_set
-from metrix_tf.data.builtin_glyphs import default_data_dir
 from metrix_tf.data.builtin_glyphs import load_builtin
 from metrix_tf.data.builtin_glyphs import matplotlib_fonts
 from metrix_tf.data.cars196 import load_cars196
 from metrix_tf.data.class_balanced_sampler import ClassBalancedSampler
 from metrix_tf.data.cub200 import load_cub200
+from metrix_tf.data.data_dir import default_data_dir
 from metrix_tf.data.data_splits import DataSplits
 from metrix_tf.data.datasets import DATASET_NAMES
 from metrix_tf.data.datasets import load_dataset

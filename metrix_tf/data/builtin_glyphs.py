@@ -32,6 +32,7 @@ import unicodedata
 
 import numpy as np
 
+from metrix_tf.data.data_dir import default_data_dir
 from metrix_tf.data.data_splits import DataSplits
 from metrix_tf.data.image_split import ImageSplit
 from metrix_tf.data.image_split import remap_labels
@@ -276,16 +277,6 @@ def build_glyph_set(font_paths, num_classes, image_size=32,
             "font_index": np.array(font_index, np.int32),
             "codepoints": np.array(chosen, np.int32),
             "train_class": train_class}
-
-
-def default_data_dir():
-    """`$METRIX_TF_DATA_DIR`, else `$XDG_CACHE_HOME/metrix_tf`, else
-    `~/.cache/metrix_tf`."""
-    if os.environ.get("METRIX_TF_DATA_DIR"):
-        return os.environ["METRIX_TF_DATA_DIR"]
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".cache")
-    return os.path.join(cache, "metrix_tf")
 
 
 def _spec(font_paths, num_classes, image_size, samples_per_font, seed):

@@ -5,6 +5,8 @@ import os
 
 import numpy as np
 
+from metrix_tf.data.data_dir import default_data_dir
+
 _SHOWN = 5  # how many bad files an error message lists
 
 
@@ -129,8 +131,6 @@ def verify_images(split, num_parallel_calls=None, remember=True):
     paths = [str(p) for p in split.images]
     stamp = None
     if remember:
-        from metrix_tf.data.builtin_glyphs import default_data_dir
-
         stamp = _verified_stamp(paths, default_data_dir())
         if os.path.exists(stamp):
             return

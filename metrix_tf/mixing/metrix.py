@@ -209,20 +209,6 @@ class Metrix:
         """The loss makes the mixes (embedding level); else the model does."""
         return self.level == "embedding"
 
-    def mixing_layer(self, max_mixes=None):
-        """The model's mixing layer for this level, or None (embedding level).
-
-        Args:
-            max_mixes: int > 0 or None, the most mixes per step.
-        """
-        if self.mixes_in_loss:
-            return None
-        from metrix_tf.mixing.feature_mixing import FeatureMixing
-        from metrix_tf.mixing.input_mixing import InputMixing
-
-        layer = {"feature": FeatureMixing, "input": InputMixing}[self.level]
-        return layer(self, max_mixes, name=f"{self.level}_mixing")
-
     def scored_strategies(self):
         """The strategies whose mixes the loss scores, each with its weight."""
         names = [self.strategy] if self.strategy in MIX_STRATEGIES else MIX_STRATEGIES

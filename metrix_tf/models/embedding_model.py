@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from metrix_tf.mixing.metrix import check_metrix
+from metrix_tf.mixing.mixing_layer_for import mixing_layer_for
 from metrix_tf.models.backbones import freeze_batchnorm as _freeze_batchnorm
 from metrix_tf.models.backbones import make_backbone
 from metrix_tf.models.backbones import resnet50_backbone
@@ -145,7 +146,7 @@ class EmbeddingModel(MetricModel):
             _STAGES[self] = split_backbone(self.backbone, feature_stage)
         # The Metrix's level says where mixing happens: a mixing layer here
         # (input, feature) or none (embedding: the loss mixes).
-        self.mixing = None if self.metrix is None else self.metrix.mixing_layer(max_mixes)
+        self.mixing = mixing_layer_for(self.metrix, max_mixes)
         # 1.0 trains the backbone, 0.0 trains only the head (and proxies):
         # set by the HeadWarmUp callback; saved with the model.
         self.backbone_gradient_scale = keras.Variable(

@@ -4,14 +4,19 @@ The library (`_soft_label_similarity_ops.so`, built by `setup.py`) is loaded
 once, on import of `metrix_tf.ops`. When it is missing, fails to load, or was
 compiled against another TensorFlow than the one imported, metrix_tf falls
 back to the pure-TensorFlow path and emits exactly one `RuntimeWarning`
-saying why. Setting the environment variable `METRIX_TF_DISABLE_OP=1` before
+saying why. The TensorFlow version it was built for is read from the file's
+bytes first (`METRIX_TF_BUILT_FOR=<version>;`), so a library built for
+another TensorFlow is never loaded into this one (custom-op binaries are not
+ABI-compatible across TensorFlow releases: loading one may crash). Setting the environment variable `METRIX_TF_DISABLE_OP=1` before
 the import skips the library without a warning; `use_pure_tf()` forces the
 pure-TF path for a block of code in a process where the library is loaded.
 """
 
 import contextlib
 import ctypes
+import mmap
 import os
+import re
 import threading
 import warnings
 
@@ -37,6 +42,32 @@ def _c_string(handle, name):
     return function().decode()
 
 
+_MARKER = re.compile(rb"METRIX_TF_BUILT_FOR=([0-9A-Za-z.+_-]{1,64});")
+
+
+def recorded_version(path):
+    """The TensorFlow version a library file records, read without loading it.
+
+    Returns:
+        The version string, or None for a library without the record (built
+        before it was added, or not by metrix_tf); `OSError` if unreadable.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return None
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            match = _MARKER.search(data)
+            return match.group(1).decode() if match else None
+
+
+def _mismatch(path, built_for):
+    return (
+        f"the compiled op library at {path} was built for TensorFlow "
+        f"{built_for}, but TensorFlow {tf.__version__} is imported (install "
+        f"tensorflow=={built_for}, or build metrix-tf against this one)"
+    )
+
+
 def _load():
     global _library
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), LIBRARY_FILENAME)
@@ -48,8 +79,17 @@ def _load():
         "Reinstall metrix-tf (`pip install .`) or, in a source tree, run "
         "`python setup.py build_ext --inplace`."
     )
+    recorded = None
+    if os.path.exists(path):
+        try:
+            recorded = recorded_version(path)
+        except (OSError, ValueError):
+            pass  # unreadable: tf.load_op_library below says why
     if not os.path.exists(path):
         reason = f"the compiled op library was not found at {path}"
+    elif recorded not in (None, tf.__version__):
+        _info["built_for"] = recorded
+        reason = _mismatch(path, recorded)
     else:
         try:
             library = tf.load_op_library(path)
@@ -70,11 +110,7 @@ def _load():
                 _library = library
                 _info["reason"] = "loaded"
                 return
-            reason = (
-                f"the compiled op library at {path} was built for "
-                f"TensorFlow {built_for}, but TensorFlow {tf.__version__} is "
-                "imported"
-            )
+            reason = _mismatch(path, built_for)
     _info["reason"] = reason
     warnings.warn(
         f"metrix_tf: {reason}; using the pure-TensorFlow path instead "

@@ -79,6 +79,58 @@ def stored_config(workdir):
         return None
 
 
+TIE_BREAK_KEY = "val_map@r"
+
+
+def _finite_or_none(value):
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None
+
+
+def selection_rank(entry, monitor):
+    """How a history entry ranks for model selection, or None (unranked).
+
+    The larger tuple wins: the `monitor` figure; on a tie, validation MAP@R
+    (`"val_map@r"`, when logged and not the monitor itself); then the later
+    epoch. An entry without a finite `monitor` figure is not ranked.
+    """
+    value = _finite_or_none(entry.get(monitor))
+    if value is None:
+        return None
+    tie = _finite_or_none(entry.get(TIE_BREAK_KEY)) if monitor != TIE_BREAK_KEY else None
+    return (value, -math.inf if tie is None else tie, entry["epoch"])
+
+
+def select_epoch(history, monitor):
+    """The selected epoch of a history and how a tie on `monitor` was broken.
+
+    Args:
+        history: list of dicts, each with `"epoch"` (from 0) and the logs.
+        monitor: the `logs` key whose largest value selects (e.g.
+            `"val_recall@1"`).
+
+    Returns:
+        A dict: `epoch` (from 0, None when no entry has the monitor),
+        `tied_epochs` (from 0: the entries whose monitor equals the selected
+        one's, the selected one included) and `tie_break`: `[]` without a
+        tie, else the rules that decided it, in order: `"map@r"` (validation
+        MAP@R) and/or `"later_epoch"`.
+    """
+    ranked = [(rank, h) for h in history if (rank := selection_rank(h, monitor)) is not None]
+    if not ranked:
+        return {"epoch": None, "tied_epochs": [], "tie_break": []}
+    best = max(rank for rank, _ in ranked)
+    tied = [rank for rank, _ in ranked if rank[0] == best[0]]
+    tie_break = []
+    if len(tied) > 1:
+        same_tie = [rank for rank in tied if rank[1] == best[1]]
+        if len(same_tie) < len(tied):
+            tie_break.append("map@r")
+        if len(same_tie) > 1:
+            tie_break.append("later_epoch")
+    return {"epoch": best[2], "tied_epochs": sorted(rank[2] for rank in tied),
+            "tie_break": tie_break}
+
+
 def _first_line(error):
     text = getattr(error, "message", None) or str(error)
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
@@ -92,8 +144,9 @@ class RunState:
         model: a compiled, built Keras model (its optimizer built too).
         max_to_keep: number of checkpoints kept.
         monitor: the `logs` key whose largest value selects the epoch (e.g.
-            `"val_recall@1"`; the first epoch wins ties), or None to select
-            the last epoch.
+            `"val_recall@1"`; ties go to the larger validation MAP@R, then
+            to the later epoch: `selection_rank`), or None to select the
+            last epoch.
         config_json: the run's settings, recorded in every checkpoint.
         log: callable for warnings (default: `absl.logging.warning`).
     """
@@ -264,15 +317,23 @@ class RunState:
         self.history.append(entry)
         write_atomically(self.history_path, json.dumps(self.history, indent=1))
         os.makedirs(self.directory, exist_ok=True)
-        value = entry.get(self.monitor) if self.monitor else None
-        if value is not None and math.isfinite(value) and value > float(self.best_value.numpy()):
+        rank = selection_rank(entry, self.monitor) if self.monitor else None
+        if rank is not None and (self._best_rank() is None or rank > self._best_rank()):
             self._write(self._weights, f"best-{epoch + 1}")
             self.best_epoch.assign(epoch)
-            self.best_value.assign(value)
+            self.best_value.assign(rank[0])
         self.epochs_done.assign(epoch + 1)
         self._history_text.assign(json.dumps(self.history))
         self._write(self.checkpoint, f"ckpt-{epoch + 1}")
         self._prune()
+
+    def _best_rank(self):
+        best = int(self.best_epoch.numpy())
+        entry = next((h for h in self.history if h["epoch"] == best), None)
+        if entry is None:
+            # Not in the history (a run that predates it): its figure alone.
+            return None if best < 0 else (float(self.best_value.numpy()), -math.inf, best)
+        return selection_rank(entry, self.monitor)
 
     def _write(self, checkpoint, name):
         """`checkpoint` to `directory/name.*`, the `.index` renamed in last."""

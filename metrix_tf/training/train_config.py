@@ -153,8 +153,8 @@ class TrainConfig:
         "eval_every": "Evaluate Recall@K on the validation classes every N epochs.",
         "select_by": (
             "Model selection: the validation metric whose best epoch is kept, evaluated on "
-            "the test classes and exported ('recall@K' or 'map@r'; the first best epoch "
-            "wins ties), or 'last' for the last epoch."
+            "the test classes and exported ('recall@K' or 'map@r'; a tie goes to the "
+            "best validation MAP@R, then to the later epoch), or 'last' for the last epoch."
         ),
         "recall_ks": "Comma-separated K of Recall@K ('' : the data set's).",
         "seed": "Random seed (data order, augmentation, init, mixing).",

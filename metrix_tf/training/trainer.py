@@ -23,6 +23,7 @@ from metrix_tf.models import make_backbone
 from metrix_tf.optimizers import FusedAdam
 from metrix_tf.training import distribution
 from metrix_tf.training import pictures
+from metrix_tf.training import run_state
 from metrix_tf.training.run_state import RecordEpochs
 from metrix_tf.training.run_state import RunState
 from metrix_tf.training.run_state import write_atomically
@@ -165,18 +166,21 @@ def learning_rate_schedule(config):
 def describe_selection(config, history, selected):
     """results.json's "selection": which epoch was kept and why.
 
-    `selected` counts epochs from 1 (history.json's `"epoch"` + 1). When the
-    validation figure reached its maximum (1.0) and later epochs tie, the
-    first is kept and `saturated` says so: the validation classes no longer
-    tell the epochs apart, so consider `--select_by=map@r` or `last`.
+    `selected` counts epochs from 1 (history.json's `"epoch"` + 1). When
+    several epochs tie on the `--select_by` figure (e.g. validation Recall@1
+    saturated at 1.0), the tie goes to the best validation MAP@R, then to the
+    later epoch (`run_state.select_epoch`): `tied_epochs` lists them (from 1)
+    and `tie_break` the rules that decided (`"map@r"`, `"later_epoch"`; `[]`
+    without a tie). `saturated`: the figure tied at its maximum, 1.0.
     """
     key = config.selection_key()
     entry = next((h for h in history if h["epoch"] == selected - 1), {})
     value = entry.get(key) if key else None
-    saturated = bool(
-        key and value is not None and value >= 1.0
-        and sum(h.get(key) == value for h in history) > 1
-    )
+    choice = run_state.select_epoch(history, key) if key else {"epoch": None}
+    if choice["epoch"] != selected - 1:  # --select_by=last, or no validated epoch
+        choice = {"tied_epochs": [], "tie_break": []}
+    tied = [epoch + 1 for epoch in choice["tied_epochs"]] if choice["tie_break"] else []
+    saturated = bool(tied and value >= 1.0)
     if key is None:
         text = f"Selected the last epoch ({selected}) (--select_by=last)."
     else:
@@ -185,16 +189,21 @@ def describe_selection(config, history, selected):
             f"{config.select_by} {value if value is None else round(value, 4)}"
             " (the test figures below are of this epoch's weights)."
         )
-        if saturated:
+        if tied:
+            rules = {"map@r": "the best validation MAP@R", "later_epoch": "the later epoch"}
+            shown = ", ".join(map(str, tied))
             text += (
-                f" Validation {config.select_by} saturated at {value}: the first "
-                "epoch that reached it is kept; --select_by=map@r tells them apart."
+                f" Epochs {shown} tied at validation {config.select_by} {round(value, 4)}"
+                f"{' (saturated)' if saturated else ''}: the tie went to "
+                + ", then to ".join(rules[rule] for rule in choice["tie_break"]) + "."
             )
     return {
         "select_by": config.select_by,
         "epoch": selected,
         "validation": value,
         "saturated": saturated,
+        "tied_epochs": tied,
+        "tie_break": list(choice["tie_break"]),
         "text": text,
     }
 
@@ -263,8 +272,6 @@ def _previous_settings(config, log):
     """The settings a workdir's run was started with: config.json, else the
     copy in its newest checkpoint (config.json damaged or missing); None
     for a fresh workdir."""
-    from metrix_tf.training import run_state
-
     path = os.path.join(config.workdir, CONFIG_FILE)
     text = None
     if os.path.exists(path):

@@ -1,4 +1,6 @@
-"""How the three programs (`metrix-train`, `metrix-export`, `metrix-eval`)
+"""The three programs, above `training/` and `export/`, which they use:
+`metrix-train` (`metrix_tf.programs.train`), `metrix-export` and
+`metrix-eval` (`metrix_tf.programs.export`). This module says how they
 start, show their help and end.
 
 - A quiet start: TensorFlow's C++ start-up log ("Could not find cuda
@@ -22,9 +24,9 @@ import tempfile
 
 # Program name -> the module `python -m` runs it as.
 PROGRAMS = {
-    "metrix-train": "metrix_tf.training.main",
-    "metrix-export": "metrix_tf.export.main",
-    "metrix-eval": "metrix_tf.export.main",
+    "metrix-train": "metrix_tf.programs.train",
+    "metrix-export": "metrix_tf.programs.export",
+    "metrix-eval": "metrix_tf.programs.export",
 }
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -32,7 +34,7 @@ EXIT_INTERRUPTED = 130
 
 def running_program():
     """The program this process runs (a console script, or
-    `python -m metrix_tf.training.main`), else None."""
+    `python -m metrix_tf.programs.train`), else None."""
     name = os.path.basename(sys.argv[0]) if sys.argv else ""
     if name in PROGRAMS:
         return name
