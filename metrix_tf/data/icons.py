@@ -21,8 +21,10 @@ Rules (each is deterministic; `load_icons` documents its arguments):
   scalable directory counts its `MaxSize`), rendered with librsvg's
   `rsvg-convert` (the renderer GTK / GNOME draw these themes with, so they
   look as designed; maintained, in Debian as librsvg2-bin); alpha
-  composited on a white background, padded to a square and resized to
-  `image_size`.
+  composited on mid grey (128, 128, 128), padded to a square and resized
+  to `image_size`. Grey, not white: several themes draw their panel and
+  status icons white (for dark panels) and others black; on grey both stay
+  visible, and it is about zero after ImageNet normalisation.
 - Design groups: recoloured variants count as one design. Theme A is a
   variant of theme B when A's name is B's name, "-" and words that all
   name a colour or a lightness (`VARIANT_WORDS`: Papirus-Dark, breeze-dark,
@@ -39,6 +41,17 @@ Rules (each is deterministic; `load_icons` documents its arguments):
 - Exact duplicates (pixel-identical after rendering) are one image: within
   a class the first design group in name order keeps it; across classes
   the alias rule above picks the class.
+- Near duplicates: themes derived from one another (Faenza -> Obsidian,
+  elementary -> elementary-xfce, gnome -> mate, Papirus -> ePapirus) share
+  many drawings re-exported with small changes. Both themes are kept, but
+  within a class an image whose 16 x 16 grayscale thumbnail differs from
+  an image of an earlier group (name order) by a mean absolute difference
+  below `near_duplicate_threshold` (0.02 of the range) is dropped: a
+  derived theme adds a design only where it redrew the icon. At 0.02
+  unrelated themes (Papirus / oxygen, Faenza / Moka, breeze / Papirus)
+  collide in at most 0.2 % of their shared classes; `info["group_pairs"]`
+  counts, for each pair of groups, the exact and near duplicates removed
+  and the distinct images kept together.
 - Classes: the icon names left with at least `min_designs` images (each
   from a different design group).
 - Broken files (undecodable PNG, SVG that librsvg refuses, dangling
@@ -80,7 +93,7 @@ FORMAT_VERSION = 1
 DEFAULT_ROOT = "/usr/share/icons"
 IMAGE_SIZE = 64
 MIN_RASTER_SIZE = 48
-BACKGROUND = (255, 255, 255)
+BACKGROUND = (128, 128, 128)
 EXCLUDED_THEMES = ("hicolor",)
 THEME_PACKAGES = (
     "adwaita-icon-theme", "breeze-icon-theme", "deepin-icon-theme",
@@ -104,6 +117,8 @@ _ARRAYS = ("images", "class_index", "theme_index", "class_names",
 _EXTENSIONS = {".png": "png", ".svg": "svg", ".svgz": "svg"}
 _SIZE_FOLDER = re.compile(r"^(\d+)(?:x(\d+))?(?:@(\d+)x?)?$")
 _SVG_TIMEOUT_S = 60
+_THUMBNAIL = 16
+NEAR_DUPLICATE_THRESHOLD = 0.02
 
 
 def _missing_themes_error(root, detail):
@@ -357,6 +372,43 @@ def _render(kind, path, image_size, background, rsvg):
         return f"{type(e).__name__}: {e}"
 
 
+def _count(pairs, group_names, first, second, what):
+    """Adds one to `pairs["<group>|<group>"][what]` (names sorted)."""
+    key = "|".join(sorted((group_names[first], group_names[second])))
+    counts = pairs.setdefault(key, {"exact": 0, "near": 0, "distinct": 0})
+    counts[what] += 1
+
+
+def _thumbnail(image):
+    """16 x 16 grayscale in [0, 1]: what the near-duplicate test compares."""
+    from PIL import Image
+
+    small = Image.fromarray(image).convert("L").resize(
+        (_THUMBNAIL, _THUMBNAIL), Image.BOX)
+    return np.asarray(small, np.float32) / 255.0
+
+
+def _drop_near_duplicates(items, threshold, pairs, group_names):
+    """Within each class, drops an image whose thumbnail is within
+    `threshold` (mean absolute difference) of an image kept before it
+    (items sorted by class, then group); counts kept pairs as distinct."""
+    final, kept = [], []
+    for item in items:
+        if kept and kept[0][0][0] != item[0]:
+            kept = []
+        thumb = _thumbnail(item[3])
+        twin = next((k for k, t in kept
+                     if np.abs(t - thumb).mean() < threshold), None)
+        if twin is not None:
+            _count(pairs, group_names, twin[1], item[1], "near")
+            continue
+        for other, _ in kept:
+            _count(pairs, group_names, other[1], item[1], "distinct")
+        kept.append((item, thumb))
+        final.append(item)
+    return final
+
+
 def _listing_hash(themes):
     """SHA-256 over each theme's index.theme hash and directory mtimes."""
     digest = hashlib.sha256()
@@ -371,19 +423,21 @@ def _listing_hash(themes):
 
 def build_icon_set(themes, image_size=IMAGE_SIZE, min_designs=5,
                    background=BACKGROUND, known_variants=None,
+                   near_duplicate_threshold=NEAR_DUPLICATE_THRESHOLD,
                    num_workers=None):
     """Builds the icons set in memory (no cache) from `find_themes` output.
 
     Args:
         themes: list of theme dicts (see `find_themes`).
-        image_size, min_designs, background, known_variants, num_workers:
-            see `load_icons`.
+        image_size, min_designs, background, known_variants,
+        near_duplicate_threshold, num_workers: see `load_icons`.
 
     Returns:
         `(arrays, facts)`: arrays `images` uint8 `(N, size, size, 3)`,
         `class_index` int32 `(N,)` into `class_names` (sorted),
         `theme_index` int32 `(N,)` into `theme_names` (the theme whose file
-        it is), `sources` (N,) the file paths relative to the root; facts
+        it is), `sources` (N,) the files (symlinks resolved) relative to
+        the root; facts
         a JSON-ready dict (groups, broken files, duplicate counts).
 
     Raises:
@@ -418,15 +472,14 @@ def build_icon_set(themes, image_size=IMAGE_SIZE, min_designs=5,
             (group, icon, entry))
     # Alias rule: one image per identity, under the most common name; one
     # image per (class, group), the group's own file for that name first.
-    per_class, merged = {}, {}
+    per_class, pairs = {}, {}
     for same in by_identity.values():
         icon = _pick_name({s[1] for s in same}, popularity)
         direct = [s for s in same if s[1] == icon]
         group, _, entry = (direct or same)[0]
         for other, other_icon, _ in same:
             if other != group and other_icon == icon:
-                pair = f"{group_names[group]}|{group_names[other]}"
-                merged[pair] = merged.get(pair, 0) + 1
+                _count(pairs, group_names, group, other, "exact")
         slot = per_class.setdefault(icon, {})
         if group not in slot or (bool(direct) and not slot[group][0]):
             slot[group] = (bool(direct), entry)
@@ -456,20 +509,21 @@ def build_icon_set(themes, image_size=IMAGE_SIZE, min_designs=5,
     for item in kept:
         key = hashlib.sha256(item[3].tobytes()).hexdigest()
         by_pixels.setdefault(key, []).append(item)
-    final = []
+    unique = []
     for same in by_pixels.values():
         icon = _pick_name({s[0] for s in same}, popularity)
         keep = min((s for s in same if s[0] == icon), key=lambda s: s[1])
         for other in same:
             if other is not keep and other[0] == icon:
-                pair = f"{group_names[keep[1]]}|{group_names[other[1]]}"
-                merged[pair] = merged.get(pair, 0) + 1
-        final.append(keep)
+                _count(pairs, group_names, keep[1], other[1], "exact")
+        unique.append(keep)
+    final = _drop_near_duplicates(sorted(unique, key=lambda f: (f[0], f[1])),
+                                  near_duplicate_threshold, pairs,
+                                  group_names)
     counts = {}
     for item in final:
         counts[item[0]] = counts.get(item[0], 0) + 1
-    final = sorted((f for f in final if counts[f[0]] >= min_designs),
-                   key=lambda f: (f[0], f[1]))
+    final = [f for f in final if counts[f[0]] >= min_designs]
     if not final:
         raise ValueError(
             f"No icon name has {min_designs} or more designs in the "
@@ -486,14 +540,15 @@ def build_icon_set(themes, image_size=IMAGE_SIZE, min_designs=5,
         "theme_index": np.array([theme_of[f[2][0]] for f in final], np.int32),
         "class_names": np.array(class_names, dtype=str),
         "theme_names": np.array(theme_names, dtype=str),
-        "sources": np.array([os.path.relpath(f[2][2], root) for f in final],
-                            dtype=str),
+        "sources": np.array([os.path.relpath(os.path.realpath(f[2][2]),
+                                             os.path.realpath(root))
+                             for f in final], dtype=str),
     }
     facts = {"groups": {g: sorted(n for n in names if base[n] == g)
                         for g in group_names},
              "broken": sorted(broken), "num_broken": len(broken),
              "num_dangling_links": dangling,
-             "duplicates_merged": dict(sorted(merged.items()))}
+             "group_pairs": {k: pairs[k] for k in sorted(pairs)}}
     return arrays, facts
 
 
@@ -508,6 +563,7 @@ def load_icons(root=DEFAULT_ROOT, image_size=IMAGE_SIZE,
                validation_fraction=None, seed=0, min_designs=5,
                cache_dir=None, split_seed=0, background=BACKGROUND,
                exclude_themes=EXCLUDED_THEMES, known_variants=None,
+               near_duplicate_threshold=NEAR_DUPLICATE_THRESHOLD,
                rebuild=False, num_workers=None):
     """Loads (building and caching on first use) the icons data set.
 
@@ -528,6 +584,10 @@ def load_icons(root=DEFAULT_ROOT, image_size=IMAGE_SIZE,
         exclude_themes: theme folder names to leave out.
         known_variants: dict variant theme -> base theme, for recolours
             the name rule misses (default `KNOWN_VARIANTS`).
+        near_duplicate_threshold: float >= 0; within a class an image
+            whose 16 x 16 grayscale thumbnail differs from an earlier
+            group's by less than this mean absolute difference (on the
+            0..1 scale) is dropped; 0 keeps all but exact duplicates.
         rebuild: bool; rebuild even when a cache exists (also the way out
             of a corrupt cache).
         num_workers: parallel decodes / rsvg-convert calls (default
@@ -557,6 +617,12 @@ def load_icons(root=DEFAULT_ROOT, image_size=IMAGE_SIZE,
     """
     _check_int("image_size", image_size, 16)
     _check_int("min_designs", min_designs, 2)
+    if not isinstance(near_duplicate_threshold, (int, float)) or isinstance(
+            near_duplicate_threshold, bool) or not (
+            0 <= near_duplicate_threshold < 1):
+        raise ValueError("`near_duplicate_threshold` must be a float in "
+                         "[0, 1). Received: near_duplicate_threshold="
+                         f"{near_duplicate_threshold!r}")
     background = tuple(int(v) for v in background)
     if len(background) != 3 or not all(0 <= v <= 255 for v in background):
         raise ValueError("`background` must be 3 ints in 0..255. "
@@ -567,6 +633,7 @@ def load_icons(root=DEFAULT_ROOT, image_size=IMAGE_SIZE,
     spec = {"format_version": FORMAT_VERSION, "image_size": int(image_size),
             "min_designs": int(min_designs), "background": list(background),
             "min_raster_size": MIN_RASTER_SIZE,
+            "near_duplicate_threshold": float(near_duplicate_threshold),
             "known_variants": dict(sorted((KNOWN_VARIANTS if known_variants
                                            is None else known_variants
                                            ).items())),
@@ -586,7 +653,9 @@ def load_icons(root=DEFAULT_ROOT, image_size=IMAGE_SIZE,
     else:
         arrays, facts = build_icon_set(themes, int(image_size),
                                        int(min_designs), background,
-                                       known_variants, num_workers)
+                                       known_variants,
+                                       float(near_duplicate_threshold),
+                                       num_workers)
         meta = array_cache.write_cache(stem, arrays, _ARRAYS,
                                        dict(facts, spec=spec))
     seconds = time.perf_counter() - start
@@ -609,7 +678,7 @@ def load_icons(root=DEFAULT_ROOT, image_size=IMAGE_SIZE,
             "theme_names": arrays["theme_names"].tolist(),
             "broken": meta["broken"], "num_broken": meta["num_broken"],
             "num_dangling_links": meta["num_dangling_links"],
-            "duplicates_merged": meta["duplicates_merged"],
+            "group_pairs": meta["group_pairs"],
             "split_seed": split_seed}
     result = DataSplits("icons", splits["train"], test=splits["test"],
                         recall_ks=(1, 2, 4, 8), info=info)
