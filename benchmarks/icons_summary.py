@@ -83,8 +83,8 @@ def main():
     splits = data.load_icons(args.root, image_size=image_size,
                              cache_dir=cache_dir)
     first = time.perf_counter() - start
-    print(f"first load ({'build' if not splits.info['cache_hit'] else 'cache hit'}"
-          f", {image_size} px): {first:.1f} s")
+    how = "cache hit" if splits.info["cache_hit"] else "build"
+    print(f"first load ({how}, {image_size} px): {first:.1f} s")
     start = time.perf_counter()
     again = data.load_icons(args.root, image_size=image_size,
                             cache_dir=cache_dir,

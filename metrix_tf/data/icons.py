@@ -74,6 +74,7 @@ edited in place without touching its directory is not seen: pass
 
 import configparser
 import hashlib
+import io
 import os
 import re
 import shutil
@@ -344,8 +345,6 @@ def _square(rgba, image_size, background):
 
 def _render(kind, path, image_size, background, rsvg):
     """uint8 `(size, size, 3)`, or a string saying why the file is broken."""
-    import io
-
     from PIL import Image
 
     try:
