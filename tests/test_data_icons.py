@@ -350,7 +350,8 @@ def test_bad_arguments(tree, tmp_path):
 
 
 def _svg_tree(root):
-    """Two themes: S1 draws "red" as SVG (and a 32 px PNG), S2 as PNG."""
+    """Two themes: S1 draws "red" as SVG (and a 32 px PNG), S2 as a 48 px
+    PNG and an SVG; S1's "bad.svg" is not XML."""
     _write_index(os.path.join(root, "S1"),
                  [("32x32/apps", (32, "Fixed")),
                   ("scalable/apps", (48, "Scalable"))])
@@ -364,10 +365,19 @@ def _svg_tree(root):
         f.write("<svg this is not xml")
     _write_png(os.path.join(root, "S1", "32x32", "apps", "red.png"),
                _solid((0, 0, 0, 255), 32))
-    _write_index(os.path.join(root, "S2"), [("48x48/apps", (48, "Fixed"))])
+    # S2 has a 48 px PNG and an SVG of "red": the PNG wins.
+    _write_index(os.path.join(root, "S2"), [("48x48/apps", (48, "Fixed")),
+                                            ("scalable/apps",
+                                             (48, "Scalable"))])
     for icon in ("red", "bad"):
         _write_png(os.path.join(root, "S2", "48x48", "apps", icon + ".png"),
                    _pattern("S2", icon))
+    os.makedirs(os.path.join(root, "S2", "scalable", "apps"))
+    with open(os.path.join(root, "S2", "scalable", "apps", "red.svg"),
+              "w") as f:
+        f.write('<svg xmlns="http://www.w3.org/2000/svg" width="16" '
+                'height="16"><rect width="16" height="16" fill="#00ff00"/>'
+                '</svg>')
 
 
 @needs_rsvg
@@ -380,6 +390,10 @@ def test_svg_rendered_when_no_png_of_48(tmp_path):
     # Red at opacity 0.5 over grey 128 (not the 32 px black PNG).
     expected = np.array([(255 + 128) / 2, 64, 64])
     assert np.abs(red - expected).max() <= 2
+    png = Image.fromarray(_pattern("S2", "red")).resize((SIZE, SIZE),
+                                                        Image.LANCZOS)
+    np.testing.assert_array_equal(_images_of(arrays, "red")["S2"],
+                                  np.asarray(png))
     assert splits.info["num_broken"] == 1
     assert "bad.svg: rsvg-convert failed" in splits.info["broken"][0]
 
