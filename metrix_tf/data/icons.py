@@ -48,8 +48,10 @@ Rules (each is deterministic; `load_icons` documents its arguments):
   an image of an earlier group (name order) by a mean absolute difference
   below `near_duplicate_threshold` (0.02 of the range) is dropped: a
   derived theme adds a design only where it redrew the icon. At 0.02
-  unrelated themes (Papirus / oxygen, Faenza / Moka, breeze / Papirus)
-  collide in at most 0.2 % of their shared classes; `info["group_pairs"]`
+  unrelated themes collide in at most 0.3 % of the classes both draw
+  (Papirus / oxygen; 0 for Faenza / Moka, Moka / oxygen, Faenza / breeze,
+  Paper / oxygen), derived ones in 32-54 % (gnome / mate, Faenza /
+  Obsidian, elementary / elementary-xfce); `info["group_pairs"]`
   counts, for each pair of groups, the exact and near duplicates removed
   and the distinct images kept together.
 - Classes: the icon names left with at least `min_designs` images (each
