@@ -1,5 +1,6 @@
 """Data: loaders for CUB-200-2011, Cars196, SOP and In-Shop, the built-in
-offline glyph set, and tf.data pipelines with the paper's transforms.
+offline glyph set, the icons set (Debian's desktop icon themes), and
+tf.data pipelines with the paper's transforms.
 
 How a training binary uses it (every call is seeded and deterministic):
 
@@ -7,7 +8,8 @@ How a training binary uses it (every call is seeded and deterministic):
 
     splits = data.load_dataset(name, root, validation_fraction=0.1, seed=0)
     # name in data.DATASET_NAMES: "builtin" (root = cache dir, optional),
-    # "cub200", "cars196", "sop", "inshop". splits.train / .val / .test
+    # "icons" (root = icon themes, default /usr/share/icons), "cub200",
+    # "cars196", "sop", "inshop". splits.train / .val / .test
     # (or .query + .gallery for In-Shop, splits.protocol says which) are
     # ImageSplits: images (file paths, or a uint8 array for "builtin"),
     # labels 0..C-1 per split, class_names. splits.recall_ks: the paper's K.
@@ -41,6 +43,7 @@ from metrix_tf.data.data_dir import default_data_dir
 from metrix_tf.data.data_splits import DataSplits
 from metrix_tf.data.datasets import DATASET_NAMES
 from metrix_tf.data.datasets import load_dataset
+from metrix_tf.data.icons import load_icons
 from metrix_tf.data.image_files import verify_images
 from metrix_tf.data.image_split import ImageSplit
 from metrix_tf.data.image_split import split_validation

@@ -22,16 +22,13 @@ result is cached as `glyphs-<key>.npz` + `.json` under `data_dir`; the JSON
 records the content SHA-256 of the arrays, checked at every load.
 """
 
-import hashlib
-import io
-import json
 import os
-import tempfile
 import time
 import unicodedata
 
 import numpy as np
 
+from metrix_tf.data import array_cache
 from metrix_tf.data.data_dir import default_data_dir
 from metrix_tf.data.data_splits import DataSplits
 from metrix_tf.data.image_split import ImageSplit
@@ -90,22 +87,9 @@ def matplotlib_fonts(families=("DejaVu", "STIXGeneral")):
     return fonts
 
 
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def content_hash(arrays):
-    """SHA-256 over the named arrays (name, dtype, shape and bytes)."""
-    digest = hashlib.sha256()
-    for name in _ARRAYS:
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(array.tobytes())
-    return digest.hexdigest()
+    """SHA-256 over the glyph set's arrays (name, dtype, shape and bytes)."""
+    return array_cache.content_hash(arrays, _ARRAYS)
 
 
 def _candidates(font_paths):
@@ -287,50 +271,11 @@ def _spec(font_paths, num_classes, image_size, samples_per_font, seed):
         "generator_version": GENERATOR_VERSION,
         "num_classes": num_classes, "image_size": image_size,
         "samples_per_font": samples_per_font, "seed": seed,
-        "fonts": [{"name": os.path.basename(p), "sha256": _sha256_file(p)}
+        "fonts": [{"name": os.path.basename(p), "sha256": array_cache.sha256_file(p)}
                   for p in font_paths],
         "pillow": PIL.__version__,
         "freetype": features.version("freetype2"),
     }
-
-
-def _atomic_write(path, write):
-    directory = os.path.dirname(path)
-    handle, temporary = tempfile.mkstemp(dir=directory, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as f:
-            write(f)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
-def _read_cache(npz_path, json_path, spec):
-    """Returns the cached arrays, or raises ValueError naming the file."""
-    try:
-        with open(json_path, encoding="utf-8") as f:
-            meta = json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"Built-in data set cache {json_path!r} is "
-                         f"unreadable ({e})") from None
-    if meta.get("spec") != spec:
-        raise ValueError(f"Built-in data set cache {json_path!r} records "
-                         "another build specification than the requested "
-                         "one")
-    try:
-        with np.load(npz_path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in _ARRAYS}
-    except Exception as e:  # zip / npy errors come in many types
-        raise ValueError(f"Built-in data set cache {npz_path!r} is "
-                         f"unreadable ({type(e).__name__}: {e})") from None
-    actual = content_hash(arrays)
-    if actual != meta.get("content_sha256"):
-        raise ValueError(
-            f"Built-in data set cache {npz_path!r} is corrupt: content "
-            f"SHA-256 {actual} != recorded {meta.get('content_sha256')}")
-    return arrays, meta
 
 
 def load_builtin(data_dir=None, tiny=False, num_classes=None, image_size=None,
@@ -406,7 +351,7 @@ def load_builtin(data_dir=None, tiny=False, num_classes=None, image_size=None,
             raise FileNotFoundError(f"Font file not found: {path!r}")
     spec = _spec(font_paths, int(num_classes), int(image_size),
                  int(samples_per_font), int(seed))
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    key = array_cache.spec_key(spec)
     data_dir = data_dir or default_data_dir()
     os.makedirs(data_dir, exist_ok=True)
     stem = os.path.join(data_dir, f"glyphs-{key[:16]}")
@@ -415,18 +360,15 @@ def load_builtin(data_dir=None, tiny=False, num_classes=None, image_size=None,
     cache_hit = (not rebuild and os.path.isfile(json_path)
                  and os.path.isfile(npz_path))
     if cache_hit:
-        arrays, meta = _read_cache(npz_path, json_path, spec)
+        arrays, meta = array_cache.read_cache(stem, spec, _ARRAYS,
+                                              "Built-in data set")
     else:
         arrays = build_glyph_set(font_paths, int(num_classes),
                                  int(image_size), int(samples_per_font),
                                  int(seed))
-        meta = {"spec": spec, "content_sha256": content_hash(arrays),
-                "characters": "".join(chr(c) for c in arrays["codepoints"])}
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, **arrays)
-        _atomic_write(npz_path, lambda f: f.write(buffer.getvalue()))
-        _atomic_write(json_path, lambda f: f.write(
-            json.dumps(meta, indent=1, ensure_ascii=False).encode("utf-8")))
+        meta = array_cache.write_cache(stem, arrays, _ARRAYS, {
+            "spec": spec,
+            "characters": "".join(chr(c) for c in arrays["codepoints"])})
     seconds = time.perf_counter() - start
     splits = {}
     codepoints = arrays["codepoints"]

@@ -3,6 +3,7 @@
 import tensorflow as tf
 
 from metrix_tf.data.builtin_glyphs import LARGE_IMAGE_SIZE
+from metrix_tf.data.icons import IMAGE_SIZE as ICONS_IMAGE_SIZE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -224,6 +225,11 @@ class Preprocessing:
         The built-in glyph sets: 32x32 (the large set: 16x16) grayscale,
         crops of 70-100 % of the area with aspect 0.8-1.25, no flip, mean
         0.5 / std 0.5 (pixels to [-1, 1]).
+        Icons: the stored 64x64 RGB, ImageNet mean / std (for pretrained
+        backbones), crops of 60-100 % of the area with aspect 0.8-1.25
+        (icons are centred with a margin, so a mild crop keeps the drawing
+        while moving and scaling it), no flip: mirroring changes an icon's
+        meaning ("go-next" / "go-previous", text, "format-justify-left").
         """
         if name in ("cub200", "cars196", "sop", "inshop"):
             return cls()
@@ -232,9 +238,14 @@ class Preprocessing:
             return cls(image_size=size, resize_size=size, channels=1,
                        crop_scale=(0.7, 1.0), crop_ratio=(0.8, 1.25),
                        flip=False, mean=(0.5,), std=(0.5,))
+        if name == "icons":
+            return cls(image_size=ICONS_IMAGE_SIZE,
+                       resize_size=ICONS_IMAGE_SIZE, channels=3,
+                       crop_scale=(0.6, 1.0), crop_ratio=(0.8, 1.25),
+                       flip=False)
         raise ValueError("`name` must be one of 'cub200', 'cars196', 'sop', "
-                         f"'inshop', 'builtin', 'builtin_large'. Received: "
-                         f"name={name!r}")
+                         f"'inshop', 'builtin', 'builtin_large', 'icons'. "
+                         f"Received: name={name!r}")
 
     def for_backbone(self, backbone_input):
         """These transforms with a backbone's input convention.
