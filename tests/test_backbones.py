@@ -263,7 +263,7 @@ def test_metrix_train_without_imagenet_weights_ends_in_one_line(tmp_path, patch,
                                                                 needles):
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
     script = (
-        "import sys\n" + patch + "from metrix_tf.training import main\n"
+        "import sys\n" + patch + "from metrix_tf.programs import train as main\n"
         f"sys.argv = ['metrix-train', '--tiny', '--backbone={backbone}', "
         "'--backbone_weights=imagenet', '--workdir=run', '--epochs=1']\n"
         "main.run()\n"
