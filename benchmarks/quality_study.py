@@ -60,7 +60,9 @@ from metrix_tf.training.train_config import LEVELS  # noqa: E402  ("none" first)
 from metrix_tf.training.train_config import LOSSES  # noqa: E402  (the loss registry)
 from metrix_tf.training.train_config import recipe  # noqa: E402  (data set + loss recipes)
 
-DATASETS = ("builtin_large", "builtin")
+DATASETS = ("builtin_large", "builtin")  # the default: built here, no install
+# icons: the apt-get line of README "Icons data set" first.
+CHOICES = DATASETS + ("icons",)
 TIMES_FILE = "study_seconds.json"
 
 
@@ -455,7 +457,7 @@ def main():
     parser.add_argument("--results", default=os.path.join(
         os.path.dirname(os.path.abspath(__file__)), "results", "quality_study"),
                         help="where the finished cells' figures and the report are kept")
-    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=CHOICES)
     parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
     parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=LEVELS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])

@@ -57,6 +57,7 @@ def metrix_train(tmp_path, *flags, timeout=300):
         (["--learning_rate=0"], "--learning_rate must be > 0"),
         (["--images_per_class=3", "--batch_size=32"], "--images_per_class must be 0 or"),
         (["--dataset=cub200"], "--dataset=cub200 needs --data_dir"),
+        (["--seen_classes=-1"], "--seen_classes must be >= 0"),
         (["--backbone=resnet50", "--backbone_weights=/no/such.h5"], "no such file"),
         (["--backbone=ResNet49"], "--backbone must be one of small_cnn, resnet50"),
         (["--backbone_weights=imagenet"], "the small CNN has no pretrained weights"),
@@ -94,7 +95,7 @@ def _config_error(path):
 def test_dataset_recipe_sets_defaults_that_config_and_flags_override(tmp_path):
     from absl import flags
 
-    from metrix_tf.training import main as train_main
+    from metrix_tf.programs import train as train_main
     from metrix_tf.training.train_config import RECIPES
 
     recipe = RECIPES["builtin_large"]
@@ -157,7 +158,7 @@ def test_tiny_run_trains_evaluates_plots_and_exports(tmp_path):
     workdir = tmp_path / "run"
     result = metrix_train(
         tmp_path, *TINY, "--epochs=3", "--loss=contrastive", "--metrix_level=feature",
-        f"--workdir={workdir}",
+        "--seen_classes=4", f"--workdir={workdir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "untrained" in result.stdout and "recall@1" in result.stdout
@@ -167,6 +168,8 @@ def test_tiny_run_trains_evaluates_plots_and_exports(tmp_path):
     history = json.loads((workdir / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2]
     assert all("val_recall@1" in h and np.isfinite(h["loss"]) for h in history)
+    # 4 training classes scored every epoch beside the validation ones.
+    assert all(0 <= h["seen_recall@1"] <= 1 and 0 <= h["seen_map@r"] <= 1 for h in history)
     png = (workdir / "recall_at_k.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(name.startswith("events") for _, _, files in os.walk(workdir / "logs") for name in files)

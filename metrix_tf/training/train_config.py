@@ -18,7 +18,10 @@ from metrix_tf.mixing.metrix import MIXED_LABELS
 from metrix_tf.mixing.metrix import SCORINGS
 from metrix_tf.mixing.metrix import STRATEGIES
 
-DATASETS = ("builtin", "builtin_large", "cub200", "cars196", "sop", "inshop")
+DATASETS = ("builtin", "builtin_large", "icons", "cub200", "cars196", "sop", "inshop")
+# Data sets that need no --data_dir: built here, or at a standard place
+# (icons: /usr/share/icons, the apt-get line of README "Icons data set").
+NO_DATA_DIR = ("builtin", "builtin_large", "icons")
 LOSSES = registry.loss_names()
 LEVELS = ("none",) + METRIX_LEVELS
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
@@ -99,6 +102,7 @@ class TrainConfig:
     lr_decay_epochs: str = ""
     lr_decay_factor: float = 0.1
     validation_fraction: float = 0.1
+    seen_classes: int = 0
     eval_every: int = 1
     select_by: str = "recall@1"
     recall_ks: str = ""
@@ -150,6 +154,11 @@ class TrainConfig:
         "lr_decay_epochs": "Comma-separated epochs where the lr is multiplied by lr_decay_factor.",
         "lr_decay_factor": "Step decay factor (0, 1].",
         "validation_fraction": "Fraction of training classes held out for model selection.",
+        "seen_classes": (
+            "Also evaluate Recall@K and MAP@R on this many training classes (seeded sample, "
+            "evaluation transform) when the validation classes are, logged as seen_*: how "
+            "far the run overfits, epoch by epoch (0: off)."
+        ),
         "eval_every": "Evaluate Recall@K on the validation classes every N epochs.",
         "select_by": (
             "Model selection: the validation metric whose best epoch is kept, evaluated on "
@@ -269,7 +278,8 @@ class TrainConfig:
         ):
             if getattr(self, name) < low:
                 raise ValueError(f"--{name} must be >= {low}. Received: --{name}={getattr(self, name)}")
-        for name in ("images_per_class", "steps_per_epoch", "warmup_epochs", "max_mixes"):
+        for name in ("images_per_class", "steps_per_epoch", "warmup_epochs", "max_mixes",
+                     "seen_classes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0. Received: --{name}={getattr(self, name)}")
         if self.images_per_class == 1 or (
@@ -304,7 +314,7 @@ class TrainConfig:
             raise ValueError(f"--lr_decay_epochs must be epochs >= 1. Received: {self.lr_decay_epochs!r}")
         if any(k < 1 for k in self.ks()):
             raise ValueError(f"--recall_ks must be ints >= 1. Received: {self.recall_ks!r}")
-        if not self.dataset.startswith("builtin") and not self.data_dir:
+        if self.dataset not in NO_DATA_DIR and not self.data_dir:
             raise ValueError(f"--dataset={self.dataset} needs --data_dir, the extracted data set")
         if self.dataset != "builtin" and self.tiny:
             raise ValueError("--tiny applies to --dataset=builtin only")

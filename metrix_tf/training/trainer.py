@@ -154,6 +154,21 @@ def evaluate_model(model, splits, preprocessing, ks, train_embeddings=None, seed
     return results
 
 
+def seen_classes_callback(config, train, preprocessing, ks, strategy):
+    """`RecallAtK` on `config.seen_classes` training classes (a seeded sample,
+    evaluation transform), logged as `seen_*` with the validation figures."""
+    count = min(config.seen_classes, train.num_classes)
+    if count == train.num_classes:
+        seen = train
+    else:
+        _, seen = data_lib.split_validation(train, num_classes=count, seed=config.seed + 1)
+    return RecallAtK(
+        distribution.distribute_by_data(data_lib.eval_batches(seen, preprocessing, 256), strategy),
+        ks=[k for k in ks if k < seen.num_examples], metrics=("recall", "map@r"),
+        every_n_epochs=config.eval_every, prefix="seen_",
+    )
+
+
 def learning_rate_schedule(config):
     decay = config.decay_epochs()
 
@@ -420,6 +435,8 @@ def _train(config, strategy, workdir, verbose, log):
                 ks=val_ks, metrics=("recall", "map@r"), every_n_epochs=config.eval_every,
             )
         )
+    if config.seen_classes:
+        callbacks.append(seen_classes_callback(config, splits.train, preprocessing, ks, strategy))
     callbacks += [
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)),
         HeadWarmUp(config.warmup_epochs),
