@@ -158,7 +158,7 @@ def test_tiny_run_trains_evaluates_plots_and_exports(tmp_path):
     workdir = tmp_path / "run"
     result = metrix_train(
         tmp_path, *TINY, "--epochs=3", "--loss=contrastive", "--metrix_level=feature",
-        "--seen_classes=4", f"--workdir={workdir}",
+        "--seen_classes=4", "--score_test_every_epoch", f"--workdir={workdir}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "untrained" in result.stdout and "recall@1" in result.stdout
@@ -170,6 +170,11 @@ def test_tiny_run_trains_evaluates_plots_and_exports(tmp_path):
     assert all("val_recall@1" in h and np.isfinite(h["loss"]) for h in history)
     # 4 training classes scored every epoch beside the validation ones.
     assert all(0 <= h["seen_recall@1"] <= 1 and 0 <= h["seen_map@r"] <= 1 for h in history)
+    # The test classes scored every epoch (the reference protocol, measured
+    # apart): the selected epoch's figure is the final evaluation's.
+    assert all(0 <= h["test_recall@1"] <= 1 for h in history)
+    selected = history[results["selected_epoch"] - 1]
+    assert selected["test_recall@1"] == pytest.approx(results["trained"]["recall@1"], abs=1e-6)
     png = (workdir / "recall_at_k.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert any(name.startswith("events") for _, _, files in os.walk(workdir / "logs") for name in files)

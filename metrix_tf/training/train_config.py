@@ -103,6 +103,7 @@ class TrainConfig:
     lr_decay_factor: float = 0.1
     validation_fraction: float = 0.1
     seen_classes: int = 0
+    score_test_every_epoch: bool = False
     eval_every: int = 1
     select_by: str = "recall@1"
     recall_ks: str = ""
@@ -158,6 +159,11 @@ class TrainConfig:
             "Also evaluate Recall@K and MAP@R on this many training classes (seeded sample, "
             "evaluation transform) when the validation classes are, logged as seen_*: how "
             "far the run overfits, epoch by epoch (0: off)."
+        ),
+        "score_test_every_epoch": (
+            "Also score the test classes whenever the validation classes are, logged as "
+            "test_* in history.json: the reference code's protocol (best epoch on the test "
+            "classes), for measuring it apart; never used for selection."
         ),
         "eval_every": "Evaluate Recall@K on the validation classes every N epochs.",
         "select_by": (

@@ -169,6 +169,24 @@ def seen_classes_callback(config, train, preprocessing, ks, strategy):
     )
 
 
+def test_classes_callback(config, splits, preprocessing, ks, strategy):
+    """`RecallAtK` on the test classes, logged as `test_*`: only to measure
+    the reference protocol (best epoch on the test classes) apart; the
+    selection reads `val_*` only."""
+
+    def batches(split):
+        return distribution.distribute_by_data(
+            data_lib.eval_batches(split, preprocessing, 256), strategy)
+
+    if splits.protocol == "query_gallery":
+        data, gallery, size = batches(splits.query), batches(splits.gallery), splits.gallery.num_examples + 1
+    else:
+        data, gallery, size = batches(splits.test), None, splits.test.num_examples
+    return RecallAtK(data, gallery=gallery, ks=[k for k in ks if k < size],
+                     metrics=("recall", "map@r"), every_n_epochs=config.eval_every,
+                     prefix="test_")
+
+
 def learning_rate_schedule(config):
     decay = config.decay_epochs()
 
@@ -437,6 +455,8 @@ def _train(config, strategy, workdir, verbose, log):
         )
     if config.seen_classes:
         callbacks.append(seen_classes_callback(config, splits.train, preprocessing, ks, strategy))
+    if config.score_test_every_epoch:
+        callbacks.append(test_classes_callback(config, splits, preprocessing, ks, strategy))
     callbacks += [
         keras.callbacks.LearningRateScheduler(learning_rate_schedule(config)),
         HeadWarmUp(config.warmup_epochs),
