@@ -3,7 +3,7 @@ Title: Image similarity search with a pretrained backbone and Metrix
 Author: metrix-tf contributors
 Date created: 2026/12/06
 Last modified: 2026/12/06
-Description: Fine-tune an ImageNet EfficientNet-Lite0 with feature-level Metrix, then search for similar images.
+Description: Fine-tune ImageNet EfficientNet-Lite0 with feature-level Metrix, then search for similar images.
 Accelerator: None (a CPU is enough)
 """
 
@@ -62,7 +62,7 @@ BACKBONE = "efficientnet_lite0"
 IMAGE_SIZE = 64
 ICON_THEMES = "/usr/share/icons"
 
-parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+parser = argparse.ArgumentParser(description=__doc__.split("\n")[1].removeprefix("Title: "))
 parser.add_argument("--quick", action="store_true",
                     help="the tiny glyph set and a few steps (a smoke test)")
 parser.add_argument("--output", default="image_similarity_search.png",
@@ -94,16 +94,16 @@ print(f"Data set {dataset_name!r}: {splits.train.num_classes} training classes, 
 
 """
 Each image goes through the data set's transforms (a random resized crop in training, no
-flip: a mirrored character is another character), resized to `IMAGE_SIZE`, then into the
-pixel convention of the backbone's ImageNet weights: `backbone_input` reads it from the
-backbone's own `preprocess_input` (`(x - 127) / 128` for EfficientNet-Lite), and
-`for_backbone` applies it, repeating a grayscale image into the three RGB channels.
+flip: a mirrored character is another character) at `IMAGE_SIZE` (`with_image_size` keeps
+the recipe at another size), then into the pixel convention of the backbone's ImageNet
+weights: `backbone_input` reads it from the backbone's own `preprocess_input` (`(x - 127) /
+128` for EfficientNet-Lite), and `for_backbone` applies it, repeating a grayscale image
+into the three RGB channels.
 """
 
-config = data.Preprocessing.for_dataset(dataset_name).get_config()
-config.update(image_size=max(IMAGE_SIZE, config["image_size"]),
-              resize_size=max(IMAGE_SIZE, config["resize_size"]))
-preprocessing = data.Preprocessing(**config).for_backbone(models.backbone_input(BACKBONE))
+preprocessing = (data.Preprocessing.for_dataset(dataset_name)
+                 .with_image_size(IMAGE_SIZE)
+                 .for_backbone(models.backbone_input(BACKBONE)))
 
 """
 Metric losses need positives in every batch: `balanced_batches` draws P classes with m
