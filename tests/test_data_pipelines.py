@@ -300,3 +300,24 @@ def test_train_on_files_jpeg_window_decode_matches_full_decode(tmp_path):
     broken = data.ImageSplit([bad], [0], ["a"])
     with pytest.raises(tf.errors.InvalidArgumentError, match="bad.jpg"):
         list(data.shuffled_batches(broken, pre, batch_size=1, num_epochs=1))
+
+
+def test_with_image_size_keeps_the_recipe_at_another_size():
+    glyphs = data.Preprocessing.for_dataset("builtin")
+    big = glyphs.with_image_size(64)
+    assert (big.image_size, big.resize_size) == (64, 64)
+    unchanged = {k: v for k, v in glyphs.get_config().items()
+                 if k not in ("image_size", "resize_size")}
+    assert {k: big.get_config()[k] for k in unchanged} == unchanged
+    paper = data.Preprocessing.for_dataset("cub200").with_image_size(128)
+    assert (paper.image_size, paper.resize_size) == (128, 146)  # 224 / 256 kept
+    # 32 x 32 glyphs come out upsampled: a flat image stays flat.
+    split = data.ImageSplit(np.full((4, 32, 32, 1), 204, np.uint8), [0, 0, 1, 1], "ab")
+    images, _ = next(iter(data.eval_batches(split, big, 4)))
+    np.testing.assert_allclose(images.numpy(), (204 / 255 - 0.5) / 0.5, atol=1e-5)
+    assert images.shape == (4, 64, 64, 1)
+    train, _ = next(iter(data.balanced_batches(split, big, 2, 2, seed=0)))
+    assert train.shape == (4, 64, 64, 1)
+    for bad in (0, 32.0, True):
+        with pytest.raises(ValueError, match=f"image_size={bad!r}"):
+            glyphs.with_image_size(bad)

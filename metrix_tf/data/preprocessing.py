@@ -267,6 +267,25 @@ class Preprocessing:
                       bgr=backbone_input.bgr)
         return Preprocessing(**config)
 
+    def with_image_size(self, image_size):
+        """These transforms at another output side, e.g. the 32 x 32 glyphs
+        upsampled for a pretrained backbone.
+
+        Args:
+            image_size: int > 0, the new `image_size`; `resize_size` keeps
+                its ratio to it (224 / 256 -> 128 / 146; 32 / 32 -> 64 / 64).
+
+        Returns:
+            A `Preprocessing`.
+        """
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise ValueError("`image_size` must be a positive int. "
+                             f"Received: image_size={image_size!r}")
+        config = self.get_config()
+        config.update(image_size=image_size, resize_size=max(image_size, round(
+            image_size * self.resize_size / self.image_size)))
+        return Preprocessing(**config)
+
     def normalize(self, image):
         """uint8-range float image `(..., channels)` -> the model's input
         `(..., model_channels)`: `(x / 255 - mean) / std`, float32."""
