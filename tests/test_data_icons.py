@@ -98,6 +98,8 @@ def tree(tmp_path_factory):
                 f.write(b"\x89PNG\r\n\x1a\n not really a PNG")
             os.remove(os.path.join(apps, "n04.png"))
             os.symlink("gone.png", os.path.join(apps, "n04.png"))
+            # Fully transparent: the background's grey alone, no design.
+            _write_png(os.path.join(apps, "n09.png"), _solid((10, 200, 30, 0)))
     gamma = os.path.join(root, "Gamma", "48x48", "apps")
     shutil.copyfile(os.path.join(gamma, "doc.png"),
                     os.path.join(gamma, "doc-alias.png"))
@@ -150,8 +152,9 @@ def test_classes_and_min_designs(loaded):
     counts = {c: len(_images_of(arrays, c)) for c in names}
     expected = dict.fromkeys(names, 6)
     # n01 exact, n02 near duplicate, n03 broken, n04 dangling, n06 too
-    # small in Beta; edit-copy / doc / variant-only are in 5 groups.
-    expected.update({"n01": 5, "n02": 5, "n03": 5, "n04": 5, "n06": 5,
+    # small in Beta, n09 blank in Zeta; edit-copy / doc / variant-only are
+    # in 5 groups.
+    expected.update({"n01": 5, "n02": 5, "n03": 5, "n04": 5, "n06": 5, "n09": 5,
                      "edit-copy": 5, "doc": 5, "variant-only": 5})
     assert counts == expected
     assert splits.train.images.shape[1:] == (SIZE, SIZE, 3)
@@ -264,6 +267,14 @@ def test_broken_and_dangling_files_are_skipped_and_counted(loaded):
     assert splits.info["broken"][0].startswith(
         os.path.join("Zeta", "apps", "48", "n03.png") + ": ")
     assert splits.info["num_dangling_links"] == 1
+
+
+def test_blank_renders_are_skipped_and_listed(loaded):
+    splits, _ = loaded
+    assert splits.info["blank"] == [os.path.join("Zeta", "apps", "48", "n09.png")]
+    assert splits.info["num_blank"] == 1
+    images = np.concatenate([splits.train.images, splits.test.images]).astype(float)
+    assert images.reshape(len(images), -1).std(axis=1).min() >= icons.BLANK_STD
 
 
 def test_split_by_class_half_half_seeded(loaded, tree):

@@ -59,6 +59,12 @@ Rules (each is deterministic; `load_icons` documents its arguments):
 - Broken files (undecodable PNG, SVG that librsvg refuses, dangling
   symlinks): skipped and counted: `info["broken"]` lists them with the
   reason, `info["num_dangling_links"]` counts dangling links.
+- Blank renders: an image of one colour once composited (pixel standard
+  deviation under `BLANK_STD`: icons drawn as text in a font the machine
+  lacks, such as the keyboard-layout indicators, or in the background's
+  own grey) shows no design: skipped like a broken file, listed in
+  `info["blank"]`. The theme's file for that name is then not replaced by
+  another of the group's files.
 - Split: a fixed zero-shot split by class, half / half: classes ranked by
   SHA-256 of `"<split_seed>/<name>"`, the first half (rounded down) train,
   the rest test; a validation split of the training classes on request.
@@ -92,7 +98,11 @@ from metrix_tf.data.data_splits import DataSplits
 from metrix_tf.data.image_split import ImageSplit
 from metrix_tf.data.image_split import remap_labels
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: blank renders skipped
+# Below this standard deviation of its pixel values (0..255, all channels
+# together: a uniform grey, not a solid colour, which is a design), a rendered icon
+# is blank (one colour): 116 of 10,171 at 64 px, none of them a design.
+BLANK_STD = 2.0
 DEFAULT_ROOT = "/usr/share/icons"
 IMAGE_SIZE = 64
 MIN_RASTER_SIZE = 48
@@ -498,10 +508,12 @@ def build_icon_set(themes, image_size=IMAGE_SIZE, min_designs=5,
             lambda w: _render(w[2][1], w[2][2], image_size, background, rsvg),
             work))
     root = os.path.dirname(themes[0]["path"])
-    broken, kept = [], []
+    broken, blank, kept = [], [], []
     for (icon, group, entry), image in zip(work, rendered):
         if isinstance(image, str):
             broken.append(f"{os.path.relpath(entry[2], root)}: {image}")
+        elif image.std() < BLANK_STD:
+            blank.append(os.path.relpath(entry[2], root))
         else:
             kept.append((icon, group, entry, image))
     # Exact duplicates after rendering: one image per pixel content, in the
@@ -548,6 +560,7 @@ def build_icon_set(themes, image_size=IMAGE_SIZE, min_designs=5,
     facts = {"groups": {g: sorted(n for n in names if base[n] == g)
                         for g in group_names},
              "broken": sorted(broken), "num_broken": len(broken),
+             "blank": sorted(blank), "num_blank": len(blank),
              "num_dangling_links": dangling,
              "group_pairs": {k: pairs[k] for k in sorted(pairs)}}
     return arrays, facts
@@ -678,6 +691,7 @@ def load_icons(root=DEFAULT_ROOT, image_size=IMAGE_SIZE,
             "seconds": seconds, "groups": meta["groups"],
             "theme_names": arrays["theme_names"].tolist(),
             "broken": meta["broken"], "num_broken": meta["num_broken"],
+            "blank": meta["blank"], "num_blank": meta["num_blank"],
             "num_dangling_links": meta["num_dangling_links"],
             "group_pairs": meta["group_pairs"],
             "split_seed": split_seed}
