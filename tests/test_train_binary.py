@@ -58,6 +58,7 @@ def metrix_train(tmp_path, *flags, timeout=300):
         (["--images_per_class=3", "--batch_size=32"], "--images_per_class must be 0 or"),
         (["--dataset=cub200"], "--dataset=cub200 needs --data_dir"),
         (["--seen_classes=-1"], "--seen_classes must be >= 0"),
+        (["--image_size=-3"], "--image_size must be >= 0"),
         (["--backbone=resnet50", "--backbone_weights=/no/such.h5"], "no such file"),
         (["--backbone=ResNet49"], "--backbone must be one of small_cnn, resnet50"),
         (["--backbone_weights=imagenet"], "the small CNN has no pretrained weights"),
@@ -271,8 +272,13 @@ def test_export_serves_the_same_embeddings_in_a_process_without_metrix_tf(tmp_pa
 
 
 def test_metrix_eval_scores_an_export(tmp_path):
+    # At another input size than the data set's (--image_size): the export
+    # and metrix-eval follow it.
     workdir = tmp_path / "run"
-    assert metrix_train(tmp_path, *TINY, "--epochs=1", f"--workdir={workdir}").returncode == 0
+    run = metrix_train(tmp_path, *TINY, "--epochs=1", "--image_size=24", f"--workdir={workdir}")
+    assert run.returncode == 0, run.stderr[-3000:]
+    info = json.loads((workdir / "saved_model" / "metrix_export.json").read_text())
+    assert info["input"]["shape"] == [None, 24, 24, 1]
     result = subprocess.run(
         [sys.executable, "-c", "from metrix_tf.programs.export import run_eval; run_eval()",
          f"--saved_model={workdir / 'saved_model'}", "--tiny"],

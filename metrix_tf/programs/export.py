@@ -65,9 +65,15 @@ def evaluate_saved_model(path, dataset, data_dir="", tiny=False, ks=None, batch_
     from metrix_tf.export.saved_model import load_serving_function
 
     serve = load_serving_function(path)
+    # The export's input side (a run with --image_size has its own).
+    size = serve.structured_input_signature[1]["images"].shape[1]
     extra = {"tiny": tiny} if dataset == "builtin" else {"verify": True}
-    splits = data_lib.load_dataset(dataset, data_dir or None, **extra)
     preprocessing = data_lib.Preprocessing.for_dataset(dataset)
+    if size is not None and size != preprocessing.image_size:
+        preprocessing = preprocessing.with_image_size(size)
+        if dataset == "icons":
+            extra["image_size"] = size  # rendered at that size, as trained
+    splits = data_lib.load_dataset(dataset, data_dir or None, **extra)
     ks = ks or list(splits.recall_ks)
 
     def embed(split):

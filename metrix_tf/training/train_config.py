@@ -77,6 +77,7 @@ class TrainConfig:
     dataset: str = "builtin"
     data_dir: str = ""
     tiny: bool = False
+    image_size: int = 0
     loss: str = "contrastive"
     metrix_level: str = "feature"
     metrix_strategy: str = "random"
@@ -118,6 +119,10 @@ class TrainConfig:
         "dataset": f"Data set: one of {DATASETS}; its recipe (RECIPES, LOSS_RECIPES) sets the defaults.",
         "data_dir": "Directory of the extracted data set (builtin: cache dir).",
         "tiny": "Use the tiny built-in set (tests, smoke runs).",
+        "image_size": (
+            "Side of the model's input (0: the data set's). Icons are rendered at this size; "
+            "other data sets are resized to it (the eval resize keeps its ratio to the crop)."
+        ),
         "loss": f"Loss: one of {LOSSES}.",
         "metrix_level": f"Metrix level: one of {LEVELS} (none: baseline).",
         "metrix_strategy": f"Metrix pair strategy: one of {STRATEGIES}.",
@@ -285,7 +290,7 @@ class TrainConfig:
             if getattr(self, name) < low:
                 raise ValueError(f"--{name} must be >= {low}. Received: --{name}={getattr(self, name)}")
         for name in ("images_per_class", "steps_per_epoch", "warmup_epochs", "max_mixes",
-                     "seen_classes"):
+                     "seen_classes", "image_size"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0. Received: --{name}={getattr(self, name)}")
         if self.images_per_class == 1 or (

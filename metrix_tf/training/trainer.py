@@ -39,6 +39,8 @@ def load_data(config):
     """`(splits, preprocessing)` of the configured data set; the
     preprocessing normalises as the backbone's weights expect."""
     extra = {"tiny": config.tiny} if config.dataset == "builtin" else {}
+    if config.dataset == "icons" and config.image_size:
+        extra["image_size"] = config.image_size  # rendered at that size
     splits = data_lib.load_dataset(
         config.dataset,
         config.data_dir or None,
@@ -47,6 +49,8 @@ def load_data(config):
         **extra,
     )
     preprocessing = data_lib.Preprocessing.for_dataset(config.dataset)
+    if config.image_size:
+        preprocessing = preprocessing.with_image_size(config.image_size)
     return splits, preprocessing.for_backbone(backbone_input(config.backbone))
 
 
