@@ -232,6 +232,7 @@ setup(
             "metrix-train = metrix_tf.training.main:run",
             "metrix-export = metrix_tf.export.main:run_export",
             "metrix-eval = metrix_tf.export.main:run_eval",
+            "metrix-index = metrix_tf.retrieval.main:run",
         ]
     },
 )

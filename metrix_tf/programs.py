@@ -1,5 +1,5 @@
-"""How the three programs (`metrix-train`, `metrix-export`, `metrix-eval`)
-start, show their help and end.
+"""How the programs (`metrix-train`, `metrix-export`, `metrix-eval`,
+`metrix-index`) start, show their help and end.
 
 - A quiet start: TensorFlow's C++ start-up log ("Could not find cuda
   drivers", "failed call to cuInit", oneDNN and CPU-feature notes) is held
@@ -25,6 +25,7 @@ PROGRAMS = {
     "metrix-train": "metrix_tf.training.main",
     "metrix-export": "metrix_tf.export.main",
     "metrix-eval": "metrix_tf.export.main",
+    "metrix-index": "metrix_tf.retrieval.main",
 }
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -37,8 +38,11 @@ def running_program():
     if name in PROGRAMS:
         return name
     argv = list(getattr(sys, "orig_argv", []))
-    if "-m" in argv[:-1] and argv[argv.index("-m") + 1] == PROGRAMS["metrix-train"]:
-        return "metrix-train"
+    if "-m" in argv[:-1]:
+        module = argv[argv.index("-m") + 1]
+        for program in ("metrix-train", "metrix-index"):  # one program per module
+            if module == PROGRAMS[program]:
+                return program
     return None
 
 
