@@ -113,26 +113,10 @@ def build(saved_model, output, kind="exact", images="", dataset="", data_dir="",
 
 def query(index_path, saved_model, image, k=5, allow_other_model=False):
     """The neighbours of `image`: a list of dicts (rank, id, score, label, path)."""
-    from metrix_tf.retrieval.index import Index
     from metrix_tf.retrieval.searcher import Searcher
 
-    index = Index.load(index_path)
-    searcher = Searcher(saved_model, index, check_fingerprint=not allow_other_model)
-    ids, labels, scores = searcher.lookup(image, k)
-    paths = index.metadata.get("paths")
-    names = index.metadata.get("class_names") or []
-    found = []
-    for rank, (i, score) in enumerate(zip(ids[0], scores[0]), start=1):
-        if i < 0:
-            break
-        row = {"rank": rank, "id": int(i), "score": round(float(score), 6)}
-        if labels is not None:
-            label = int(labels[0][rank - 1])
-            row["label"] = names[label] if label < len(names) else label
-        if paths is not None and i < len(paths):
-            row["path"] = paths[i]
-        found.append(row)
-    return found
+    searcher = Searcher(saved_model, index_path, check_fingerprint=not allow_other_model)
+    return searcher.neighbours(image, k)
 
 
 def main(argv):

@@ -226,3 +226,27 @@ class Searcher:
         embeddings = self.embed(images, batch_size)
         self._check_index(self.search_index)
         return self.search_index.search(embeddings, k)
+
+    def neighbours(self, image, k=5):
+        """The `k` neighbours of one image as JSON-ready dicts.
+
+        Each dict has the `rank` (from 1), `id`, `score` and, when the index
+        knows them, the `label` (its class name when the index metadata has
+        `class_names`) and the image `path` (metadata `paths`, by id).
+        Missing neighbours (fewer than `k` indexed) are left out.
+        """
+        ids, labels, scores = self.lookup(image, k)
+        paths = self.search_index.metadata.get("paths")
+        names = self.search_index.metadata.get("class_names") or []
+        rows = []
+        for rank, (i, score) in enumerate(zip(ids[0].tolist(), scores[0].tolist()), start=1):
+            if i < 0:
+                break
+            row = {"rank": rank, "id": i, "score": score}
+            if labels is not None:
+                label = int(labels[0, rank - 1])
+                row["label"] = names[label] if 0 <= label < len(names) else label
+            if paths is not None and i < len(paths):
+                row["path"] = paths[i]
+            rows.append(row)
+        return rows
