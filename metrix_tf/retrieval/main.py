@@ -85,8 +85,7 @@ def build(saved_model, output, kind="exact", images="", dataset="", data_dir="",
     from metrix_tf.retrieval.index import Index
     from metrix_tf.retrieval.searcher import Searcher
 
-    searcher = Searcher(saved_model, batch_size=batch_size)
-    if images:
+    if images:  # a bad folder fails before the model loads
         paths, labels, class_names = image_folder(images)
         gallery = [os.path.join(images, p) for p in paths]
         metadata = {"images_root": os.path.abspath(images), "paths": paths}
@@ -105,6 +104,7 @@ def build(saved_model, output, kind="exact", images="", dataset="", data_dir="",
             gallery = [str(p) for p in gallery]
             metadata["paths"] = gallery
     metadata["class_names"] = class_names
+    searcher = Searcher(saved_model, batch_size=batch_size)
     searcher.search_index = Index(searcher.dimension, kind=kind, metadata=metadata,
                                   model_fingerprint=searcher.fingerprint)
     index = searcher.index(gallery, labels=labels, progress=progress)
@@ -120,6 +120,17 @@ def query(index_path, saved_model, image, k=5, allow_other_model=False):
 
 
 def main(argv):
+    from metrix_tf import programs
+
+    # An image that does not decode makes libjpeg print its own line ("Input
+    # file read error") before ours: C-level noise is held and shown only
+    # when the command does not end in an expected, one-line error.
+    expected = programs.expected_errors() + (app.UsageError,)
+    with programs.held_stderr(show=lambda error: not isinstance(error, expected)) as stderr:
+        return command(argv, stderr)
+
+
+def command(argv, stderr):
     logging.set_verbosity(logging.WARNING)
     if len(argv) != 2 or argv[1] not in ("build", "query"):
         raise app.UsageError(f"Give one command, build or query. Received: {argv[1:]}")
@@ -132,7 +143,7 @@ def main(argv):
             raise app.UsageError("build needs --output")
         path = build(FLAGS.saved_model, FLAGS.output, FLAGS.kind, FLAGS.images, FLAGS.dataset,
                      FLAGS.data_dir, FLAGS.split, FLAGS.tiny, FLAGS.batch_size,
-                     progress=Progress("embedding"))
+                     progress=Progress("embedding", stderr))
         print(path)
         return 0
     if not FLAGS.index or not FLAGS.image:
