@@ -119,8 +119,8 @@ class Index:
         for nearest neighbor search", TPAMI 2011.
     """
 
-    def __init__(self, dimension, kind="exact", hnsw_m=32, hnsw_ef_construction=80,
-                 hnsw_ef_search=128, ivf_nlist=None, ivf_nprobe=32, pq_m=None, pq_nbits=8,
+    def __init__(self, dimension, kind="exact", hnsw_m=32, hnsw_ef_construction=40,
+                 hnsw_ef_search=64, ivf_nlist=None, ivf_nprobe=32, pq_m=None, pq_nbits=8,
                  train_size=65536, batch_size=DEFAULT_BATCH_SIZE, seed=0,
                  model_fingerprint=None, metadata=None):
         if not _is_int(dimension) or dimension < 1:
