@@ -147,7 +147,9 @@ def main():
     parser.add_argument("--raw_hnsw_rows", type=int, default=100_000,
                         help="gallery rows of the raw-vs-ours HNSW build comparison")
     parser.add_argument("--ef_search", default="32,64,128",
-                        help="hnsw efSearch values (the default: 64)")
+                        help="hnsw efSearch values (the Index default: 128)")
+    parser.add_argument("--hnsw_m", type=int, default=32)
+    parser.add_argument("--ef_construction", type=int, default=40)
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args()
     if args.quick:
@@ -200,7 +202,8 @@ def main():
 
     # HNSW: ours at full size; raw faiss searches the same graph, and its
     # build is compared with ours on a prefix.
-    ours, build_s, mem = build_ours(faiss, Index, gallery, "hnsw", {})
+    ours, build_s, mem = build_ours(faiss, Index, gallery, "hnsw", {
+        "hnsw_m": args.hnsw_m, "hnsw_ef_construction": args.ef_construction})
     print(f"hnsw build: {build_s:.1f} s", flush=True)
     raw = ours._faiss_index
     for ef in [int(e) for e in args.ef_search.split(",")]:

@@ -33,6 +33,7 @@ import unicodedata
 import numpy as np
 
 from metrix_tf.data.data_splits import DataSplits
+from metrix_tf.data.image_files import sha256_file
 from metrix_tf.data.image_split import ImageSplit
 from metrix_tf.data.image_split import remap_labels
 
@@ -87,14 +88,6 @@ def matplotlib_fonts(families=("DejaVu", "STIXGeneral")):
         raise FileNotFoundError(f"Expected matplotlib's {families} fonts in "
                                 f"{directory!r}, found {len(fonts)}")
     return fonts
-
-
-def _sha256_file(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def content_hash(arrays):
@@ -296,7 +289,7 @@ def _spec(font_paths, num_classes, image_size, samples_per_font, seed):
         "generator_version": GENERATOR_VERSION,
         "num_classes": num_classes, "image_size": image_size,
         "samples_per_font": samples_per_font, "seed": seed,
-        "fonts": [{"name": os.path.basename(p), "sha256": _sha256_file(p)}
+        "fonts": [{"name": os.path.basename(p), "sha256": sha256_file(p)}
                   for p in font_paths],
         "pillow": PIL.__version__,
         "freetype": features.version("freetype2"),

@@ -92,6 +92,15 @@ def check_classes_present(present, expected, what, names=None):
                          f"{shown}{' ...' if len(empty) > _SHOWN else ''}")
 
 
+def sha256_file(path):
+    """The SHA-256 of a file's bytes, as hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _verified_stamp(paths, directory):
     """The file that records that `paths`, with their current sizes and
     modification times, all decoded."""

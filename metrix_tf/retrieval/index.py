@@ -1,6 +1,5 @@
 """A persistent nearest-neighbour index of embeddings, on faiss."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -8,6 +7,7 @@ import uuid
 
 import numpy as np
 
+from metrix_tf.data.image_files import sha256_file
 from metrix_tf.evaluation import nearest_neighbors as nn
 from metrix_tf.export.saved_model import replace_directory
 from metrix_tf.ops.normalization import l2_normalize_numpy
@@ -34,14 +34,6 @@ def _as_numpy(array):
     if hasattr(array, "numpy") and not isinstance(array, np.ndarray):
         array = array.numpy()
     return np.asarray(array)
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _default_pq_m(dimension):
@@ -120,7 +112,7 @@ class Index:
     """
 
     def __init__(self, dimension, kind="exact", hnsw_m=32, hnsw_ef_construction=40,
-                 hnsw_ef_search=64, ivf_nlist=None, ivf_nprobe=32, pq_m=None, pq_nbits=8,
+                 hnsw_ef_search=128, ivf_nlist=None, ivf_nprobe=32, pq_m=None, pq_nbits=8,
                  train_size=65536, batch_size=DEFAULT_BATCH_SIZE, seed=0,
                  model_fingerprint=None, metadata=None):
         if not _is_int(dimension) or dimension < 1:
@@ -559,7 +551,7 @@ class Index:
             "has_labels": bool(self._has_labels), "parameters": self.get_config(),
             "model_fingerprint": self.model_fingerprint,
             "files": {name: {"bytes": os.path.getsize(os.path.join(folder, name)),
-                             "sha256": _sha256(os.path.join(folder, name))} for name in names},
+                             "sha256": sha256_file(os.path.join(folder, name))} for name in names},
         }
         with open(os.path.join(folder, MANIFEST_FILE), "w") as f:
             json.dump(manifest, f, indent=2, sort_keys=True)
@@ -600,7 +592,7 @@ class Index:
             if size != info["bytes"]:
                 raise ValueError(f"Index file {file!r} is truncated or damaged: {size} bytes, "
                                  f"the manifest says {info['bytes']}")
-            if _sha256(file) != info["sha256"]:
+            if sha256_file(file) != info["sha256"]:
                 raise ValueError(f"Index file {file!r} is damaged (its SHA-256 differs from the "
                                  "manifest's)")
         config = dict(manifest["parameters"])

@@ -195,11 +195,15 @@ class Searcher:
         Returns:
             The `Index`.
         """
+        images = _as_items(images)
+        if not images:
+            raise ValueError("`images` is empty.")
+        labels = None if labels is None else np.asarray(labels)
+        ids = None if ids is None else np.asarray(ids)
+        for name, values in (("labels", labels), ("ids", ids)):
+            if values is not None and len(values) != len(images):
+                raise ValueError(f"`{name}` has {len(values)} entries for {len(images)} images.")
         for start, total, embeddings in self._embedded_batches(images, batch_size):
-            if start == 0:
-                for name, values in (("labels", labels), ("ids", ids)):
-                    if values is not None and len(values) != total:
-                        raise ValueError(f"`{name}` has {len(values)} entries for {total} images.")
             if self.search_index is None:
                 self.search_index = Index(embeddings.shape[1], model_fingerprint=self.fingerprint)
             if start == 0:
@@ -207,9 +211,8 @@ class Searcher:
                 if not len(self.search_index) and self.search_index.model_fingerprint is None:
                     self.search_index.model_fingerprint = self.fingerprint
             end = start + len(embeddings)
-            self.search_index.add(
-                embeddings, None if ids is None else np.asarray(ids)[start:end],
-                None if labels is None else np.asarray(labels)[start:end])
+            self.search_index.add(embeddings, None if ids is None else ids[start:end],
+                                  None if labels is None else labels[start:end])
             if progress is not None:
                 progress(end, total)
         return self.search_index
