@@ -45,7 +45,8 @@ def tiny_export(path, channels=3, dim=4, size=8, resize=10):
     x = keras.layers.Flatten()(inputs)
     x = keras.layers.Dense(dim, kernel_initializer=keras.initializers.RandomNormal(seed=1))(x)
     model = keras.Model(inputs, keras.layers.UnitNormalization()(x))
-    preprocessing = Preprocessing(image_size=size, resize_size=resize, channels=channels)
+    preprocessing = Preprocessing(image_size=size, resize_size=resize, channels=channels,
+                                  mean=(0.5,) * channels, std=(0.25,) * channels)
     return export_saved_model(model, preprocessing, str(path)), model, preprocessing
 
 
