@@ -264,6 +264,7 @@ setup(
             "metrix-train = metrix_tf.programs.train:run",
             "metrix-export = metrix_tf.programs.export:run_export",
             "metrix-eval = metrix_tf.programs.export:run_eval",
+            "metrix-index = metrix_tf.programs.index:run",
         ]
     },
 )

@@ -15,6 +15,8 @@ needs to load a saved model; the others load on first use (PEP 562):
 - `metrix_tf.evaluation`: Recall@K, MAP@R, R-precision, utilization.
 - `metrix_tf.callbacks`: Keras callbacks reporting them during `fit`.
 - `metrix_tf.data`: data set loaders, pipelines, the built-in data set.
+- `metrix_tf.retrieval`: `Index` (exact, HNSW, IVF-PQ; saved atomically)
+  and `Searcher` (embed images with a SavedModel, look them up).
 """
 
 import importlib
@@ -42,6 +44,7 @@ _SUBMODULES = (
     "ops",
     "training",
     "export",
+    "retrieval",
 )
 
 

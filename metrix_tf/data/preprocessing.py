@@ -355,6 +355,11 @@ class Preprocessing:
         return tf.cond(is_jpeg, jpeg, other)
 
     def evaluate(self, image):
+        return self.normalize(self.evaluate_pixels(image))
+
+    def evaluate_pixels(self, image):
+        """`evaluate` without the normalisation: float32 pixels in the input's
+        range, the input a SavedModel export serves (see metrix_tf.export)."""
         if self.resize_size == self.image_size:
             shape = tf.shape(image)
             same = tf.logical_and(shape[0] == self.image_size,
@@ -366,9 +371,8 @@ class Preprocessing:
         else:
             image = resize_and_center_crop(image, self.resize_size,
                                            self.image_size)
-        image = tf.ensure_shape(
+        return tf.ensure_shape(
             image, [self.image_size, self.image_size, self.channels])
-        return self.normalize(image)
 
     def get_config(self):
         return {"image_size": self.image_size,

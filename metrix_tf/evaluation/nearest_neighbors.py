@@ -188,7 +188,7 @@ def check_chunk_size(chunk_size):
     return int(chunk_size)
 
 
-def _sort_ties(scores, indices):
+def sort_ties(scores, indices):
     """Orders each row by (decreasing score, increasing index), in place."""
     tied = np.flatnonzero((scores[:, 1:] == scores[:, :-1]).any(axis=1))
     if tied.size:
@@ -199,17 +199,22 @@ def _sort_ties(scores, indices):
         indices[tied] = np.take_along_axis(i, order, axis=1)
 
 
-def _search_complete(faiss, queries, gallery, k_need):
+def search_with_ties(search, num_gallery, queries, k_need):
     """Top `k_need` rows by (score desc, index asc), tie groups complete.
 
-    Returns float32 scores and int64 indices of shape `(n, k_need)`.
+    Args:
+        search: exact search `(queries, k) -> (scores, indices)` over the
+            gallery, faiss's convention (`faiss.knn`, `IndexFlatIP.search`).
+        num_gallery: the gallery's rows, `>= k_need`.
+        queries: float32 array of shape `(n, D)`.
+        k_need: neighbours per query.
+
+    Returns:
+        float32 scores and int64 indices of shape `(n, k_need)`.
     """
-    num_gallery = gallery.shape[0]
     k_search = min(k_need + 1, num_gallery)
-    scores, indices = faiss.knn(
-        queries, gallery, k_search, metric=faiss.METRIC_INNER_PRODUCT
-    )
-    _sort_ties(scores, indices)
+    scores, indices = search(queries, k_search)
+    sort_ties(scores, indices)
     if k_search < num_gallery:
         # Items not retrieved score <= the last retrieved score; if that
         # equals the K-th score the tie group may continue past the list.
@@ -220,11 +225,8 @@ def _search_complete(faiss, queries, gallery, k_need):
             k_row = k_search
             while True:
                 k_row = min(2 * k_row, num_gallery)
-                s, i = faiss.knn(
-                    queries[row:row + 1], gallery, k_row,
-                    metric=faiss.METRIC_INNER_PRODUCT,
-                )
-                _sort_ties(s, i)
+                s, i = search(queries[row:row + 1], k_row)
+                sort_ties(s, i)
                 if k_row == num_gallery or s[0, -1] < s[0, k_need - 1]:
                     break
             scores[row, :k_need] = s[0, :k_need]
@@ -254,9 +256,13 @@ def iter_knn(queries, gallery, k, exclude_self, chunk_size=None):
     k_need = k + 1 if exclude_self else k
     if chunk_size is None:
         chunk_size = default_chunk_size(k_need + 1, gallery.shape[0])
+
+    def search(q, k_search):
+        return faiss.knn(q, gallery, k_search, metric=faiss.METRIC_INNER_PRODUCT)
+
     for start in range(0, queries.shape[0], chunk_size):
         chunk = queries[start:start + chunk_size]
-        scores, indices = _search_complete(faiss, chunk, gallery, k_need)
+        scores, indices = search_with_ties(search, gallery.shape[0], chunk, k_need)
         if exclude_self:
             n = chunk.shape[0]
             is_self = indices == np.arange(start, start + n)[:, None]

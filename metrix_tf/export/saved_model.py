@@ -91,14 +91,25 @@ def export_saved_model(model, preprocessing, path, metadata=None):
     info.update(metadata or {})
     with open(os.path.join(tmp, METADATA_FILE), "w") as f:
         json.dump(info, f, indent=2, sort_keys=True)
+    replace_directory(tmp, path)
+    return path
+
+
+def replace_directory(tmp, path):
+    """Move the complete directory `tmp` to `path`, replacing what is there.
+
+    The previous directory is renamed aside and removed only once `tmp` is in
+    place, so an interruption before the last rename leaves it intact.
+    """
     old = None
     if os.path.exists(path):
         old = f"{path}.old-{os.getpid()}"
+        if os.path.exists(old):
+            shutil.rmtree(old)
         os.rename(path, old)
     os.rename(tmp, path)
     if old is not None:
         shutil.rmtree(old)
-    return path
 
 
 def load_serving_function(path):

@@ -1,7 +1,8 @@
-"""The three programs, above `training/` and `export/`, which they use:
-`metrix-train` (`metrix_tf.programs.train`), `metrix-export` and
-`metrix-eval` (`metrix_tf.programs.export`). This module says how they
-start, show their help and end.
+"""The programs, above `training/`, `export/` and `retrieval/`, which they
+use: `metrix-train` (`metrix_tf.programs.train`), `metrix-export` and
+`metrix-eval` (`metrix_tf.programs.export`), `metrix-index`
+(`metrix_tf.programs.index`). This module says how they start, show their
+help and end.
 
 - A quiet start: TensorFlow's C++ start-up log ("Could not find cuda
   drivers", "failed call to cuInit", oneDNN and CPU-feature notes) is held
@@ -18,6 +19,7 @@ This module imports no TensorFlow: `metrix_tf/__init__.py` calls
 `quiet_tensorflow_start()` before anything imports it.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -27,6 +29,7 @@ PROGRAMS = {
     "metrix-train": "metrix_tf.programs.train",
     "metrix-export": "metrix_tf.programs.export",
     "metrix-eval": "metrix_tf.programs.export",
+    "metrix-index": "metrix_tf.programs.index",
 }
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130
@@ -39,8 +42,11 @@ def running_program():
     if name in PROGRAMS:
         return name
     argv = list(getattr(sys, "orig_argv", []))
-    if "-m" in argv[:-1] and argv[argv.index("-m") + 1] == PROGRAMS["metrix-train"]:
-        return "metrix-train"
+    if "-m" in argv[:-1]:
+        module = argv[argv.index("-m") + 1]
+        for program in ("metrix-train", "metrix-index"):  # one program per module
+            if module == PROGRAMS[program]:
+                return program
     return None
 
 
@@ -57,22 +63,42 @@ def quiet_tensorflow_start():
         return
     # Later C++ notices (below warnings) stay quiet too.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with held_stderr(show=lambda error: error is not None):
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()  # CUDA's cuInit logs here
+
+
+@contextlib.contextmanager
+def held_stderr(show):
+    """Sends file descriptor 2 (C and C++ libraries' messages too) to a
+    buffer inside the block, and writes the buffer out after it if
+    `show(error)` (error: the exception the block raised, or None).
+
+    Yields:
+        A text stream on the real stderr, for what must be seen at once (a
+        progress bar).
+    """
     sys.stderr.flush()
     saved = os.dup(2)
+    real = os.fdopen(os.dup(saved), "w", buffering=1)
+    error = None
     with tempfile.TemporaryFile() as buffer:
         os.dup2(buffer.fileno(), 2)
         try:
-            import tensorflow as tf
-
-            tf.config.list_physical_devices()  # CUDA's cuInit logs here
-        except BaseException:
-            os.dup2(saved, 2)
-            buffer.seek(0)
-            sys.stderr.write(buffer.read().decode("utf-8", "replace"))
+            yield real
+        except BaseException as raised:
+            error = raised
             raise
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
+            real.close()
+            if show(error):
+                buffer.seek(0)
+                sys.stderr.write(buffer.read().decode("utf-8", "replace"))
+                sys.stderr.flush()
 
 
 def _message(error):
