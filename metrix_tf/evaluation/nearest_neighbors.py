@@ -301,7 +301,8 @@ def knn(
     Example:
 
     >>> x = np.eye(3, dtype="float32")
-    >>> knn(x, k=1)[1][:, 0]   # all ties at 0: lowest other index
+    >>> _, indices = knn(x, k=1)
+    >>> indices[:, 0]   # all ties at 0: lowest other index
     array([1, 0, 0])
     """
     leave_one_out = gallery is None
