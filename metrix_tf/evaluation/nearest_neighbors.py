@@ -301,8 +301,7 @@ def knn(
     Example:
 
     >>> x = np.eye(3, dtype="float32")
-    >>> _, indices = knn(x, k=1)
-    >>> indices[:, 0]   # all ties at 0: lowest other index
+    >>> knn(x, k=1)[1][:, 0]   # all ties at 0: lowest other index
     array([1, 0, 0])
     """
     leave_one_out = gallery is None
