@@ -180,3 +180,28 @@ def test_marker_parsing_on_a_sample(tmp_path, monkeypatch):
         ("", 17, "plain", None),
     ]
     assert runnable_blocks("sample.md") == [(10, "x = 1")]
+
+
+def _github_anchor(heading):
+    # GitHub's heading ids: lower case, punctuation dropped, spaces to "-".
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_readme_links_resolve():
+    # mkdocs checks the links inside docs/; the README is outside it.
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", readme):
+        if re.match(r"[a-z]+://", target):
+            continue
+        path, _, anchor = target.partition("#")
+        full = os.path.join(REPO, path)
+        if not os.path.exists(full):
+            broken.append(f"{target}: no file {path}")
+        elif anchor:
+            with open(full) as f:
+                headings = re.findall(r"^#{1,6} (.+)$", f.read(), re.M)
+            if anchor not in {_github_anchor(h) for h in headings}:
+                broken.append(f"{target}: no heading #{anchor} in {path}")
+    assert not broken, "\n".join(broken)
