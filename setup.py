@@ -258,6 +258,13 @@ setup(
         "pretrained": PRETRAINED_WHEELS,
         # scikit-image bundles the photos the pretrained models are checked on.
         "test": ["pytest>=8", *PRETRAINED_WHEELS, "scikit-image>=0.22"],
+        # The documentation site (mkdocs.yml, docs/): `mkdocs build --strict`.
+        "docs": [
+            "mkdocs>=1.6",
+            "mkdocs-material>=9.8",
+            "mkdocstrings[python]>=1.0",
+            "mkdocstrings-python>=2.0",
+        ],
     },
     entry_points={
         "console_scripts": [

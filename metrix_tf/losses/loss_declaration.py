@@ -275,7 +275,8 @@ def _class_doc(declaration):
         args += _PROXY_CLASS_ARGS.splitlines()
     args += _common(declaration)[1:] + [
         "name: optional name of the loss instance.",
-        "reduction, dtype: as for any Keras loss.",
+        "reduction: as for any Keras loss.",
+        "dtype: as for any Keras loss.",
     ]
     call = [
         "y_true: class ids, shape `(batch_size,)` or `(batch_size, 1)`.",
@@ -347,6 +348,9 @@ def make_loss_class(declaration, function):
 
     __init__.__signature__ = signature
     __init__.__qualname__ = f"{declaration.class_name}.__init__"
+    # Named as a method of the class in its loss file, so that doc tools
+    # (mkdocstrings) find it there.
+    __init__.__module__ = declaration.__module__
     namespace = {
         "__init__": __init__,
         "__doc__": _class_doc(declaration),

@@ -474,7 +474,10 @@ class ProxyMetricLoss(MetricLoss):
             turns the same step into a `proxy_lr_multiplier` times larger
             rotation: exactly a learning-rate multiplier for Adam (up to its
             epsilon), with no second optimizer.
-        fused, name, reduction, dtype: as for `MetricLoss`.
+        fused: as for `MetricLoss`.
+        name: as for `MetricLoss`.
+        reduction: as for `MetricLoss`.
+        dtype: as for `MetricLoss`.
     """
 
     def __init__(

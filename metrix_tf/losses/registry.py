@@ -44,8 +44,11 @@ class LossEntry:
 
         Args:
             metrix: a `metrix_tf.Metrix` or None.
-            num_classes, embedding_dim, proxy_lr_multiplier: the proxy table
-                of a loss that uses proxies (ignored by the others).
+            num_classes: the proxy table of a loss that uses proxies
+                (ignored by the others): its rows.
+            embedding_dim: its columns (ignored likewise).
+            proxy_lr_multiplier: its learning-rate multiplier (ignored
+                likewise).
             **options: hyper-parameters and other class arguments.
         """
         if self.uses_proxies:

@@ -108,7 +108,8 @@ def select_hardest_negative_pairs(
         labels: int tensor of shape `(B,)`.
         similarity: float tensor `(B, B)` of clean similarities (no gradient
             flows through the selection).
-        positive_negative, anchor_negative: bools or scalar bool tensors.
+        positive_negative: bool or scalar bool tensor.
+        anchor_negative: bool or scalar bool tensor.
 
     Returns:
         A `MixPairs` with one entry per mix (`entry_mix` = 0..V-1).

@@ -26,8 +26,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     biased batch variance (the fused kernel returns the unbiased one, which is
     rescaled by (n - 1) / n).
 
-    Args:
-        **kwargs: those of `keras.layers.BatchNormalization`.
+    Its arguments are those of `keras.layers.BatchNormalization`.
 
     Call arguments:
         inputs: float tensor, `(B, H, W, C)` for the fused path.

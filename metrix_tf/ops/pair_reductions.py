@@ -137,7 +137,10 @@ def exp_reductions_from_similarity(
         similarity: float tensor of shape `(M, N)`.
         soft_labels: float tensor of shape `(M, N)` (`NOT_A_PAIR` entries
             are skipped).
-        scale_pos, shift_pos, scale_neg, shift_neg: float scalars.
+        scale_pos: float scalar.
+        shift_pos: float scalar.
+        scale_neg: float scalar.
+        shift_neg: float scalar.
         epsilon: the miner margin, or None for no mining.
 
     Returns:
@@ -239,8 +242,10 @@ def soft_label_exp_reductions(
         candidate_labels_a: int tensor of shape `(N,)`.
         candidate_labels_b: int tensor of shape `(N,)`.
         lam: float tensor of shape `(N,)`.
-        scale_pos, shift_pos, scale_neg, shift_neg: float scalars (see the
-            module docstring).
+        scale_pos: float scalar (see the module docstring).
+        shift_pos: float scalar.
+        scale_neg: float scalar.
+        shift_neg: float scalar.
         epsilon: multi-similarity miner margin; None (default) disables the
             miner.
         exclude_self: if True, the pairs (i, i) are not scored.

@@ -16,8 +16,7 @@ class FusedAdam(keras.optimizers.Adam):
     the op time on this CPU. Falls back to the Keras update for `amsgrad`,
     sparse gradients, under a tf.distribute strategy, and on other backends.
 
-    Args:
-        **kwargs: those of `keras.optimizers.Adam`.
+    Its arguments are those of `keras.optimizers.Adam`.
 
     Example:
 
