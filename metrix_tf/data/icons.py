@@ -59,12 +59,12 @@ Rules (each is deterministic; `load_icons` documents its arguments):
 - Broken files (undecodable PNG, SVG that librsvg refuses, dangling
   symlinks): skipped and counted: `info["broken"]` lists them with the
   reason, `info["num_dangling_links"]` counts dangling links.
-- Blank renders: an image of one colour once composited (pixel standard
-  deviation under `BLANK_STD`: icons drawn as text in a font the machine
-  lacks, such as the keyboard-layout indicators, or in the background's
-  own grey) shows no design: skipped like a broken file, listed in
-  `info["blank"]`. The theme's file for that name is then not replaced by
-  another of the group's files.
+- Blank renders: an image of one grey once composited (pixel standard
+  deviation under `BLANK_STD`) shows no design: monochrome glyphs drawn in
+  the background's own grey (suru's action icons, `#808080`: monochrome
+  like the `-symbolic` icons left out above), text in a font the machine
+  lacks. Skipped like a broken file, listed in `info["blank"]`; the theme's
+  file for that name is not replaced by another of the group's files.
 - Split: a fixed zero-shot split by class, half / half: classes ranked by
   SHA-256 of `"<split_seed>/<name>"`, the first half (rounded down) train,
   the rest test; a validation split of the training classes on request.
@@ -100,9 +100,8 @@ from metrix_tf.data.image_split import remap_labels
 
 FORMAT_VERSION = 2  # 2: blank renders skipped
 # Below this standard deviation of its pixel values (0..255, all channels
-# together: a uniform grey, not a solid colour, which is a design), a rendered icon
-# is blank (one colour): 116 of the 10,055 images of the set without this
-# rule, at 64 px, none of them a design.
+# together: a uniform grey, not a solid colour, which is a design), a rendered
+# icon is blank: 215 files at 64 px, 213 of them suru's #808080 action glyphs.
 BLANK_STD = 2.0
 DEFAULT_ROOT = "/usr/share/icons"
 IMAGE_SIZE = 64
