@@ -452,3 +452,16 @@ def test_a_moved_workdir_resumes(finished_run, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming" in result.stdout and "after epoch 2" in result.stdout
     assert json.loads((workdir / "config.json").read_text())["workdir"] == str(workdir)
+
+
+def test_icons_recipe_is_a_valid_pretrained_config():
+    from metrix_tf.training.train_config import LOSS_RECIPES
+    from metrix_tf.training.train_config import RECIPES
+
+    config = TrainConfig.for_dataset("icons").validate()  # no --data_dir needed
+    for name, value in RECIPES["icons"].items():
+        assert getattr(config, name) == value, name
+    assert (config.backbone, config.backbone_weights, config.freeze_batchnorm) == (
+        "efficientnet_lite0", "imagenet", True)
+    proxy = TrainConfig.for_dataset("icons", loss="proxy_anchor")
+    assert proxy.learning_rate == LOSS_RECIPES["icons"]["proxy_anchor"]["learning_rate"]
