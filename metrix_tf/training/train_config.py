@@ -66,7 +66,11 @@ RECIPES = {
         "validation_fraction": 0.2,
         "seen_classes": 138,
         "image_size": 96,
-        "epochs": 12,
+        # 24 epochs, x0.1 after 16 (about 12 minutes): multi-similarity's
+        # validation R@1 0.735 against 0.717 after 12, its gap +0.11 / +0.31
+        # MAP@R against +0.07 / +0.17.
+        "epochs": 24,
+        "lr_decay_epochs": "16",
         "learning_rate": 3e-4,
         "select_by": "last",
     },
