@@ -114,10 +114,15 @@ def _build_model(config, preprocessing, num_classes):
     return model, loss
 
 
+def eval_batches(split, preprocessing, strategy, batch_size=256):
+    """A split's evaluation batches, sharded by data under `strategy`."""
+    return distribution.distribute_by_data(
+        data_lib.eval_batches(split, preprocessing, batch_size), strategy)
+
+
 def embed(model, split, preprocessing, batch_size=256):
     """Embeddings `(N, D)` of a split (evaluation transform, no mixing)."""
-    batches = data_lib.eval_batches(split, preprocessing, batch_size)
-    batches = distribution.distribute_by_data(batches, model.distribute_strategy)
+    batches = eval_batches(split, preprocessing, model.distribute_strategy, batch_size)
     return model.predict(batches.map(lambda x, y: x), verbose=0)
 
 
@@ -167,7 +172,7 @@ def seen_classes_callback(config, train, preprocessing, ks, strategy):
     else:
         _, seen = data_lib.split_validation(train, num_classes=count, seed=config.seed + 1)
     return RecallAtK(
-        distribution.distribute_by_data(data_lib.eval_batches(seen, preprocessing, 256), strategy),
+        eval_batches(seen, preprocessing, strategy),
         ks=[k for k in ks if k < seen.num_examples], metrics=("recall", "map@r"),
         every_n_epochs=config.eval_every, prefix="seen_",
     )
@@ -177,15 +182,13 @@ def test_classes_callback(config, splits, preprocessing, ks, strategy):
     """`RecallAtK` on the test classes, logged as `test_*`: only to measure
     the reference protocol (best epoch on the test classes) apart; the
     selection reads `val_*` only."""
-
-    def batches(split):
-        return distribution.distribute_by_data(
-            data_lib.eval_batches(split, preprocessing, 256), strategy)
-
     if splits.protocol == "query_gallery":
-        data, gallery, size = batches(splits.query), batches(splits.gallery), splits.gallery.num_examples + 1
+        data, gallery = (eval_batches(splits.query, preprocessing, strategy),
+                         eval_batches(splits.gallery, preprocessing, strategy))
+        size = splits.gallery.num_examples + 1
     else:
-        data, gallery, size = batches(splits.test), None, splits.test.num_examples
+        data, gallery = eval_batches(splits.test, preprocessing, strategy), None
+        size = splits.test.num_examples
     return RecallAtK(data, gallery=gallery, ks=[k for k in ks if k < size],
                      metrics=("recall", "map@r"), every_n_epochs=config.eval_every,
                      prefix="test_")
@@ -451,9 +454,7 @@ def _train(config, strategy, workdir, verbose, log):
             )
         callbacks.append(
             RecallAtK(
-                distribution.distribute_by_data(
-                    data_lib.eval_batches(splits.val, preprocessing, 256), strategy
-                ),
+                eval_batches(splits.val, preprocessing, strategy),
                 ks=val_ks, metrics=("recall", "map@r"), every_n_epochs=config.eval_every,
             )
         )
