@@ -34,8 +34,8 @@ The study compares last epochs: a cell that kept an earlier epoch (it
 selected by validation Recall@1, which picks among near-ties) has its last
 epoch's weights evaluated into results_last.json (`--evaluate-last`, from
 its workdir's last checkpoint), and its row uses those figures.
-Paired differences compare cells that ran the same code (the commit each
-cell records) with the same flags other than Metrix's (`metrix_*`, `max_mixes`; also recorded) and
+Paired differences compare cells that ran the same code (the git tree of
+metrix_tf/ each cell records, or for older cells the commit) with the same flags other than Metrix's (`metrix_*`, `max_mixes`; also recorded) and
 whose test figures are of an epoch chosen by the same rule (the last epoch,
 or the best validation Recall@1; `selection_rules`): after
 code that changes the numerics, `--baseline-tag TAG` reruns the baselines as
@@ -89,6 +89,7 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     record = _read_json(path, {"seconds": 0.0})
     record["seconds"] += time.time() - start
     record.setdefault("commit", code_commit())
+    record.setdefault("code_tree", code_tree())
     record.setdefault("settings", list(settings))
     record.setdefault("recipe", effective_recipe(dataset, loss, settings))
     with open(path, "w") as f:
@@ -154,6 +155,32 @@ def code_commit():
     return commit + ("-dirty" if dirty else "")
 
 
+def code_tree():
+    """The git tree hash of the metrix_tf folder that runs the cells, or None
+    (not a git checkout, or changes not committed). Commits that touch only
+    the docs, the benchmarks or the tests keep it: cells run on either side
+    of such a commit ran the same code and pair."""
+    import metrix_tf
+
+    source = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
+    try:
+        dirty = subprocess.run(["git", "-C", source, "status", "--porcelain", "metrix_tf"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        tree = subprocess.run(["git", "-C", source, "rev-parse", "HEAD:metrix_tf"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return None if dirty else tree
+
+
+def same_code(a, b):
+    """Whether two cells ran the same metrix_tf: the same tree when both
+    recorded one, else the same commit."""
+    if a.get("code_tree") and b.get("code_tree"):
+        return a["code_tree"] == b["code_tree"]
+    return a["commit"] == b["commit"]
+
+
 def finished_cells(root):
     """The workdirs under `root` of finished cells (they hold results.json),
     in order; never a copy that `evaluate_last` left behind."""
@@ -203,6 +230,7 @@ def read_cell(workdir):
     row["minutes"] = seconds / 60
     record = _read_json(os.path.join(workdir, TIMES_FILE), {})
     row["commit"] = record.get("commit", "?")
+    row["code_tree"] = record.get("code_tree")
     # The --set flags other than Metrix's (cells from before they were
     # recorded ran none; max_mixes acts only on Metrix's mixes). A Metrix
     # cell pairs with the baseline of the same code, the same such flags
@@ -287,7 +315,7 @@ def report(root, datasets, losses, configs, seeds):
                          "recall@1": {s: cells[s]["recall@1"] for s in done},
                          "history": cells[done[0]]["history"], "paired": {}}
                 plot.setdefault(dataset, []).append(entry)
-                baseline = {s: next((b for b in baselines[s] if b["commit"] == cells[s]["commit"]
+                baseline = {s: next((b for b in baselines[s] if same_code(b, cells[s])
                                      and b["training"] == cells[s]["training"]
                                      and b["selection"] & cells[s]["selection"]), None)
                             for s in done}

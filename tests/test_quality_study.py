@@ -48,7 +48,8 @@ def test_a_cell_from_before_selection_kept_its_last_epoch(study):
     assert "last" in study.selection_rules({"epochs": 3}, history([0.9, 0.5, 0.6]))
 
 
-def write_cell(path, recall, selected, epochs=3, last_recall=None, settings=(), recipe=None):
+def write_cell(path, recall, selected, epochs=3, last_recall=None, settings=(), recipe=None,
+               commit="abc1234", code_tree=None):
     os.makedirs(path)
     figures = {key: 0.5 for _, key in COLUMNS_OF_RESULTS}
     figures["recall@1"] = recall
@@ -56,7 +57,9 @@ def write_cell(path, recall, selected, epochs=3, last_recall=None, settings=(), 
         json.dump({"trained": figures, "epochs": epochs, "selected_epoch": selected}, f)
     with open(os.path.join(path, "history.json"), "w") as f:
         json.dump(history([0.5, 0.9, 0.8][:epochs]), f)
-    record = {"seconds": 60.0, "commit": "abc1234", "settings": list(settings)}
+    record = {"seconds": 60.0, "commit": commit, "settings": list(settings)}
+    if code_tree is not None:
+        record["code_tree"] = code_tree
     if recipe is not None:
         record["recipe"] = recipe
     with open(os.path.join(path, "study_seconds.json"), "w") as f:
@@ -86,6 +89,22 @@ def test_pairs_need_a_common_selection_rule(study, tmp_path):
     text, _ = study.report(str(root), ["d"], ["contrastive"], configs, [0])
     assert "| contrastive | Metrix (embedding) | 0: +0.030 |" in text
     assert "Metrix (feature) | 0:" not in text  # best-epoch cell vs last-epoch baseline
+
+
+def test_pairs_need_the_same_metrix_tf_tree_not_the_same_commit(study, tmp_path):
+    root = tmp_path / "results"
+    base = root / "d" / "contrastive"
+    write_cell(base / "none" / "seed0", recall=0.80, selected=3, commit="aaa", code_tree="t1")
+    write_cell(base / "none" / "seed1", recall=0.80, selected=3, commit="bbb", code_tree="t1")
+    write_cell(base / "none" / "seed2", recall=0.80, selected=3, commit="ccc")
+    # seed 0: another commit (say a docs change) with the same metrix_tf tree;
+    # seed 1: another tree; seed 2: no tree recorded, the same commit.
+    write_cell(base / "feature" / "seed0", recall=0.85, selected=3, commit="ddd", code_tree="t1")
+    write_cell(base / "feature" / "seed1", recall=0.85, selected=3, commit="bbb", code_tree="t2")
+    write_cell(base / "feature" / "seed2", recall=0.86, selected=3, commit="ccc")
+    configs = [("none", ""), ("feature", "")]
+    text, _ = study.report(str(root), ["d"], ["contrastive"], configs, [0, 1, 2])
+    assert "| contrastive | Metrix (feature) | 0: +0.050, 2: +0.060 |" in text
 
 
 def test_pairs_need_the_same_training_flags_but_not_metrix_ones(study, tmp_path):

@@ -48,14 +48,16 @@ RECIPES = {
         "lr_decay_epochs": "40",
         "select_by": "last",
     },
-    # PROVISIONAL (issue 22): the search on the validation classes goes on
-    # (benchmarks/icons_recipe_search.py, docs/quality.md "Icons"); the
-    # quality study on icons starts once it is settled. So far: a pretrained
-    # EfficientNet-Lite0 with frozen BatchNorm (the paper's recipe); Adam
-    # 3e-4 beat 1e-4 for contrastive and multi-similarity (validation R@1
-    # 0.625 vs 0.586 after 13-15 epochs, 0.658 vs 0.643) and 1e-3 collapsed;
-    # 96 px beat 64 px (contrastive 0.705 vs 0.625, multi-similarity 0.717 vs
-    # 0.658); proxy anchor trains at 1e-4 (0.599 at 64 px).
+    # Icons (issue 22), chosen on the validation classes by
+    # benchmarks/icons_recipe_search.py (docs/quality.md "Icons"): a
+    # pretrained EfficientNet-Lite0 with frozen BatchNorm (the paper's
+    # recipe); Adam 3e-4 beat 1e-4 for contrastive and multi-similarity
+    # (validation R@1 0.625 vs 0.586 after 13-15 epochs, 0.658 vs 0.643) and
+    # 1e-3 collapsed, even after 2 head-only epochs; 96 px beat 64 px
+    # (contrastive 0.705 vs 0.625, multi-similarity 0.717 vs 0.658); proxy
+    # anchor trains at 1e-4 (0.599 at 64 px; 3e-4 collapsed). Contrastive and
+    # proxy anchor take the schedule multi-similarity chose; their curves at
+    # it are the study's baselines.
     "icons": {
         "backbone": "efficientnet_lite0",
         "backbone_weights": "imagenet",
