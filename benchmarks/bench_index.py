@@ -146,10 +146,11 @@ def main():
     parser.add_argument("--latency_queries", type=int, default=100)
     parser.add_argument("--raw_hnsw_rows", type=int, default=100_000,
                         help="gallery rows of the raw-vs-ours HNSW build comparison")
-    parser.add_argument("--ef_search", default="32,64,128",
+    parser.add_argument("--ef_search", default="64,128,256",
                         help="hnsw efSearch values (the Index default: 128)")
     parser.add_argument("--hnsw_m", type=int, default=32)
-    parser.add_argument("--ef_construction", type=int, default=40)
+    parser.add_argument("--ef_construction", type=int, default=128,
+                        help="hnsw efConstruction (the Index default: 128)")
     parser.add_argument("--json", default="", help="write the results here")
     args = parser.parse_args()
     if args.quick:

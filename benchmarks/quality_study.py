@@ -42,6 +42,18 @@ code that changes the numerics, `--baseline-tag TAG` reruns the baselines as
 `none-TAG` for the new code's Metrix cells to pair with, and a variant that
 sets training flags (`--tag long --set epochs=60`) runs its own baseline. The test classes are evaluated once per run, after training; choices
 between variants are to be made on the validation columns.
+
+The reference protocol, measured apart (`--protocol`): the reference code
+keeps the epoch that is best on the test classes, and its README trains
+Metrix 100 epochs against 60-epoch baselines. For the three paper losses at
+the feature level, `--protocol` runs cells of their own with the test classes
+scored every epoch (`--score_test_every_epoch`): the baseline and Metrix at
+the recipe's schedule (tag `protocol`) and Metrix at 100/60 of it (tag
+`protocol_long`, the decay epochs scaled alike). The report prints their
+table apart, labelled, with what each protocol would have shown: the last
+epoch at equal schedules (this study's rule), the best-on-test epoch, and
+the best-on-test epoch of the longer Metrix run against the baseline's. No
+choice reads it, and these cells never enter the study's tables.
 """
 
 import argparse
@@ -59,6 +71,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
 from metrix_tf.training.train_config import LEVELS  # noqa: E402  ("none" first)
 from metrix_tf.training.train_config import LOSSES  # noqa: E402  (the loss registry)
 from metrix_tf.training.train_config import recipe  # noqa: E402  (data set + loss recipes)
+from metrix_tf.training import train_config  # noqa: E402  (TrainConfig's defaults)
 
 DATASETS = ("builtin_large", "builtin")  # the default: built here, no install
 # icons: the apt-get line of README "Icons data set" first.
@@ -347,6 +360,70 @@ def report(root, datasets, losses, configs, seeds):
 
 GOAL = 0.010  # issue 10: paired unseen Recall@1 gain asked of Metrix
 
+PROTOCOL_LOSSES = ("contrastive", "multi_similarity", "proxy_anchor")  # the paper's
+PROTOCOL_TAGS = ("protocol", "protocol_long")
+LONG = 100 / 60  # the reference README: Metrix 100 epochs, baselines 60
+
+
+def protocol_cells(dataset, loss):
+    """The `--protocol` cells of a loss: [(level, tag, --set flags)]."""
+    settled = recipe(dataset, loss)
+    epochs = int(settled.get("epochs", train_config.TrainConfig.epochs))
+    decay = str(settled.get("lr_decay_epochs", train_config.TrainConfig.lr_decay_epochs))
+    scored = ["score_test_every_epoch=true"]
+    long_flags = scored + [f"epochs={round(epochs * LONG)}"]
+    if decay:
+        long_flags.append("lr_decay_epochs=" + ",".join(
+            str(round(int(e) * LONG)) for e in decay.split(",")))
+    return [("none", "protocol", scored), ("feature", "protocol", scored),
+            ("feature", "protocol_long", long_flags)]
+
+
+def _best_on_test(cell):
+    """(test Recall@1 of the best epoch on the test classes, that epoch)."""
+    scored = [(h["test_recall@1"], h["epoch"] + 1) for h in cell["history"]
+              if "test_recall@1" in h]
+    if not scored:
+        return float("nan"), 0
+    best = max(r for r, _ in scored)
+    return best, next(e for r, e in scored if r == best)  # the first best
+
+
+def protocol_report(root, datasets, seeds):
+    """The reference protocol's table (markdown), or "" when no cell ran."""
+    lines = []
+    for dataset in datasets:
+        rows = []
+        for loss in PROTOCOL_LOSSES:
+            for seed in seeds:
+                cells = [read_cell(cell_dir(root, dataset, loss, level, tag, seed))
+                         for level, tag, _ in protocol_cells(dataset, loss)]
+                if any(c is None for c in cells):
+                    continue
+                (base, metrix, long_run) = cells
+                (b_best, b_epoch), (m_best, m_epoch), (l_best, l_epoch) = map(_best_on_test, cells)
+                rows.append(
+                    f"| {loss} | {seed} | {base['recall@1']:.3f} | {b_best:.3f} ({b_epoch}) "
+                    f"| {metrix['recall@1']:.3f} | {m_best:.3f} ({m_epoch}) "
+                    f"| {l_best:.3f} ({l_epoch}/{len(long_run['history'])}) "
+                    f"| {metrix['recall@1'] - base['recall@1']:+.3f} | {m_best - b_best:+.3f} "
+                    f"| {l_best - b_best:+.3f} |")
+        if rows:
+            lines += [
+                f"### {dataset}: the reference protocol, measured apart (never used for a choice)",
+                "",
+                "Unseen Recall@1 of runs that scored the test classes every epoch: the last "
+                "epoch (this study's rule), the best epoch on the test classes (the reference "
+                "code's), and Metrix trained 100/60 as long (the reference README's schedules). "
+                "The differences are Metrix - baseline.",
+                "",
+                "| loss | seed | baseline last | baseline best-on-test (epoch) | Metrix last "
+                "| Metrix best-on-test (epoch) | Metrix long best-on-test (epoch/epochs) "
+                "| diff: last, same epochs | diff: best-on-test | diff: best-on-test, Metrix long |",
+                "|---|---|---|---|---|---|---|---|---|---|",
+            ] + rows + [""]
+    return "\n".join(lines)
+
 
 def _pyplot():
     import matplotlib
@@ -497,6 +574,10 @@ def main():
                         "with other code, which the Metrix cells of that code pair with")
     parser.add_argument("--report-tags", nargs="*", default=None,
                         help="variants to list in the report (default: every one found)")
+    parser.add_argument("--protocol", action="store_true",
+                        help="run the reference protocol's cells (test classes scored every "
+                        "epoch, Metrix also 100/60 as long) for the paper's three losses at the "
+                        "feature level, instead of the study's cells")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--evaluate-last", action="store_true",
                         help="evaluate the last epoch of every finished cell under --root that "
@@ -509,6 +590,18 @@ def main():
         for dataset in args.datasets:
             for directory in list(finished_cells(os.path.join(args.root, dataset))):
                 evaluate_last(directory, log)
+    elif args.protocol and not args.report_only:
+        for dataset in args.datasets:
+            for seed in args.seeds:
+                for loss in PROTOCOL_LOSSES:
+                    for level, tag, settings in protocol_cells(dataset, loss):
+                        cell = (dataset, loss, level, tag, seed)
+                        finished = read_cell(cell_dir(args.results, *cell))
+                        check_recipe(finished, dataset, loss, settings, cell_dir(args.results, *cell))
+                        if finished is None:
+                            run_cell(cell_dir(args.root, *cell), dataset, loss, level, seed,
+                                     settings, log)
+                            archive(args.root, args.results)
     elif not args.report_only:
         for dataset in args.datasets:
             for seed in args.seeds:
@@ -528,9 +621,13 @@ def main():
     if tags is None:
         tags = sorted({name.split("-", 1)[1]
                        for dataset in args.datasets for loss in args.losses
-                       for name in _listdir(os.path.join(args.results, dataset, loss)) if "-" in name})
+                       for name in _listdir(os.path.join(args.results, dataset, loss)) if "-" in name}
+                      - set(PROTOCOL_TAGS))
     configs += [(level, tag) for tag in tags for level in LEVELS]
     text, plot = report(args.results, args.datasets, args.losses, configs, args.seeds)
+    protocol = protocol_report(args.results, args.datasets, args.seeds)
+    if protocol:
+        text += "\n" + protocol
     print(text)
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, "study.md"), "w") as f:

@@ -181,3 +181,40 @@ def test_the_plots_show_the_tables_paired_differences(study, tmp_path):
         with open(tmp_path / name, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert sorted(os.listdir(tmp_path)) == ["curves.png", "paired.png", "r1.png", "results"]
+
+
+def test_protocol_cells_scale_the_schedule_by_100_over_60(study, monkeypatch):
+    monkeypatch.setitem(train_config.RECIPES, "d", {"epochs": 24, "lr_decay_epochs": "16"})
+    assert study.protocol_cells("d", "contrastive") == [
+        ("none", "protocol", ["score_test_every_epoch=true"]),
+        ("feature", "protocol", ["score_test_every_epoch=true"]),
+        ("feature", "protocol_long",
+         ["score_test_every_epoch=true", "epochs=40", "lr_decay_epochs=27"]),
+    ]
+    monkeypatch.setitem(train_config.RECIPES, "d", {"epochs": 30})  # no decay: none scaled
+    assert study.protocol_cells("d", "contrastive")[2][2] == [
+        "score_test_every_epoch=true", "epochs=50"]
+
+
+def test_the_protocol_table_reads_the_best_epoch_on_the_test_classes(study, tmp_path, monkeypatch):
+    monkeypatch.setitem(train_config.RECIPES, "d", {"epochs": 3})
+    root = tmp_path / "results"
+    base = root / "d" / "contrastive"
+    runs = {"none-protocol": (0.60, [0.55, 0.63, 0.60]),
+            "feature-protocol": (0.61, [0.58, 0.61, 0.61]),
+            "feature-protocol_long": (0.62, [0.5, 0.6, 0.66, 0.64, 0.62])}
+    for name, (last, tests) in runs.items():
+        write_cell(base / name / "seed0", recall=last, selected=len(tests), epochs=len(tests))
+        with open(base / name / "seed0" / "history.json", "w") as f:
+            json.dump([{"epoch": i, "val_recall@1": 0.5, "val_map@r": 0.3, "test_recall@1": t}
+                       for i, t in enumerate(tests)], f)
+    text = study.protocol_report(str(root), ["d"], [0, 1])
+    # last: +0.010; best-on-test: 0.61 (epoch 2) - 0.63 (epoch 2) = -0.020;
+    # the long run's best 0.66 (epoch 3 of 5) - 0.63 = +0.030.
+    assert ("| contrastive | 0 | 0.600 | 0.630 (2) | 0.610 | 0.610 (2) | 0.660 (3/5) "
+            "| +0.010 | -0.020 | +0.030 |") in text
+    assert "never used for a choice" in text
+    # The protocol's cells are not the study's: its tables neither list nor pair them.
+    configs = [("none", ""), ("feature", "")]
+    assert "contrastive" not in study.report(str(root), ["d"], ["contrastive"], configs, [0])[0]
+    assert study.protocol_report(str(root), ["d"], [1]) == ""
