@@ -16,7 +16,8 @@ of each finished run (config, history, results; a few KB) are copied to `--resul
 The report is a table of the last epoch's validation and seen-class Recall@1 and
 MAP@R, their gap (how far the run overfits: the paper's regime has the training
 classes learned far better than the unseen ones) and the best validation epoch;
-"(set v1)": a run on the set before blank renders were dropped. Choices read
+"(set v1)": a run on the set before blank renders were dropped. The curves of
+seen and validation classes per epoch go to `--results`/curves.png. Choices read
 only these columns: the test classes are evaluated once at the end of each run
 (results.json) and never read here.
 """
@@ -124,6 +125,46 @@ def report(results, root):
     return "\n".join(lines)
 
 
+def write_curves(results, root, path):
+    """Recall@1 and MAP@R per epoch of every candidate with a history: the
+    seen training classes solid, the validation classes dashed, one colour a
+    run; the space between a run's two lines is its gap."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(13, 5))
+    colours = plt.get_cmap("tab10")
+    drawn = 0
+    for name in CANDIDATES:
+        history = (_read(os.path.join(results, name, "history.json"))
+                   or _read(os.path.join(root, name, "history.json")))
+        if not history or name in STOPPED:  # collapsed runs would squash the axes
+            continue
+        colour = colours(drawn % 10)
+        drawn += 1
+        epochs = [h["epoch"] + 1 for h in history]
+        for axis, metric in zip(axes, ("recall@1", "map@r")):
+            axis.plot(epochs, [h["seen_" + metric] for h in history], color=colour,
+                      linewidth=1.2, label=f"{name}: seen")
+            axis.plot(epochs, [h["val_" + metric] for h in history], color=colour,
+                      linewidth=1.2, linestyle="--", label=f"{name}: validation")
+    if not drawn:
+        plt.close(figure)
+        return
+    for axis, metric in zip(axes, ("Recall@1", "MAP@R")):
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(metric)
+        axis.set_title(f"icons baselines: {metric}, seen training classes (solid) "
+                       "and validation classes (dashed)", fontsize=9)
+        axis.grid(alpha=0.3)
+    axes[1].legend(fontsize=6, ncol=2, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -147,6 +188,7 @@ def main():
     os.makedirs(args.results, exist_ok=True)
     with open(os.path.join(args.results, "recipe_search.md"), "w") as f:
         f.write(text + "\n")
+    write_curves(args.results, args.root, os.path.join(args.results, "curves.png"))
 
 
 if __name__ == "__main__":
