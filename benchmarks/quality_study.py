@@ -68,6 +68,16 @@ import time
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads
+# The study runs, and records, the metrix_tf of the checkout this script is in
+# (a frozen worktree runs its own code even where another checkout is
+# installed in editable mode); copy the compiled op into that checkout's
+# metrix_tf/ops, or it runs the pure-TF path. Outside a checkout: the
+# installed metrix_tf.
+CODE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if os.path.isdir(os.path.join(CODE_ROOT, "metrix_tf")):
+    sys.path.insert(0, CODE_ROOT)
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        [CODE_ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 from metrix_tf.training.train_config import LEVELS  # noqa: E402  ("none" first)
 from metrix_tf.training.train_config import LOSSES  # noqa: E402  (the loss registry)
 from metrix_tf.training.train_config import recipe  # noqa: E402  (data set + loss recipes)
