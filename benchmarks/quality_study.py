@@ -29,7 +29,9 @@ Recall@1 per seed. Writes the tables to `RESULTS/study.md`, a PNG of
 Recall@1 per configuration with error bars to `RESULTS/recall_at_1.png`, the
 paired differences per seed against the goal of +0.010 to
 `RESULTS/paired_differences.png` and the validation curves of the baseline
-and each level (first seed) to `RESULTS/validation_curves.png`.
+and each level (first seed) to `RESULTS/validation_curves.png`; a report of
+other data sets than the default ones gives files of its own, named after
+them (`study_icons.md`, `paired_differences_icons.png`, ...).
 The study compares last epochs: a cell that kept an earlier epoch (it
 selected by validation Recall@1, which picks among near-ties) has its last
 epoch's weights evaluated into results_last.json (`--evaluate-last`, from
@@ -640,11 +642,18 @@ def main():
         text += "\n" + protocol
     print(text)
     os.makedirs(args.results, exist_ok=True)
-    with open(os.path.join(args.results, "study.md"), "w") as f:
+    suffix = output_suffix(args.datasets)
+    with open(os.path.join(args.results, f"study{suffix}.md"), "w") as f:
         f.write(text)
-    write_plot(plot, os.path.join(args.results, "recall_at_1.png"))
-    write_paired_plot(plot, os.path.join(args.results, "paired_differences.png"))
-    write_curves(plot, os.path.join(args.results, "validation_curves.png"))
+    write_plot(plot, os.path.join(args.results, f"recall_at_1{suffix}.png"))
+    write_paired_plot(plot, os.path.join(args.results, f"paired_differences{suffix}.png"))
+    write_curves(plot, os.path.join(args.results, f"validation_curves{suffix}.png"))
+
+
+def output_suffix(datasets):
+    """"" for the default data sets, else "_" and their names: a report of
+    other data sets (icons) never overwrites the glyph study's files."""
+    return "" if list(datasets) == list(DATASETS) else "_" + "_".join(datasets)
 
 
 def effective_recipe(dataset, loss, settings):

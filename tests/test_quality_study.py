@@ -218,3 +218,9 @@ def test_the_protocol_table_reads_the_best_epoch_on_the_test_classes(study, tmp_
     configs = [("none", ""), ("feature", "")]
     assert "contrastive" not in study.report(str(root), ["d"], ["contrastive"], configs, [0])[0]
     assert study.protocol_report(str(root), ["d"], [1]) == ""
+
+
+def test_a_report_of_other_data_sets_has_files_of_its_own(study):
+    assert study.output_suffix(list(study.DATASETS)) == ""
+    assert study.output_suffix(["icons"]) == "_icons"
+    assert study.output_suffix(["builtin"]) == "_builtin"
