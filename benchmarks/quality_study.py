@@ -113,8 +113,8 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     path = os.path.join(workdir, TIMES_FILE)
     record = _read_json(path, {"seconds": 0.0})
     record["seconds"] += time.time() - start
-    record.setdefault("commit", code_commit())
-    record.setdefault("code_tree", code_tree())
+    for key, value in code_version().items():
+        record.setdefault(key, value)
     record.setdefault("settings", list(settings))
     record.setdefault("recipe", effective_recipe(dataset, loss, settings))
     with open(path, "w") as f:
@@ -165,37 +165,26 @@ def evaluate_last(workdir, log):
     return True
 
 
-def code_commit():
-    """The git commit of the metrix_tf that runs the cells (+ "-dirty")."""
+def code_version():
+    """{"commit", "code_tree"} of the metrix_tf that runs the cells: the git
+    commit (+ "-dirty" when metrix_tf/ has uncommitted changes) and the git
+    tree hash of metrix_tf/ (None when dirty or not a git checkout). Commits
+    that touch only the docs, the benchmarks or the tests keep the tree:
+    cells run on either side of such a commit ran the same code and pair."""
     import metrix_tf
 
     source = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
+
+    def git(*arguments):
+        return subprocess.run(["git", "-C", source, *arguments], capture_output=True,
+                              text=True, check=True).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "-C", source, "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", source, "status", "--porcelain", "metrix_tf"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        commit, tree = git("rev-parse", "--short", "HEAD"), git("rev-parse", "HEAD:metrix_tf")
+        dirty = git("status", "--porcelain", "metrix_tf")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown (not a git checkout)"
-    return commit + ("-dirty" if dirty else "")
-
-
-def code_tree():
-    """The git tree hash of the metrix_tf folder that runs the cells, or None
-    (not a git checkout, or changes not committed). Commits that touch only
-    the docs, the benchmarks or the tests keep it: cells run on either side
-    of such a commit ran the same code and pair."""
-    import metrix_tf
-
-    source = os.path.dirname(os.path.dirname(os.path.abspath(metrix_tf.__file__)))
-    try:
-        dirty = subprocess.run(["git", "-C", source, "status", "--porcelain", "metrix_tf"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        tree = subprocess.run(["git", "-C", source, "rev-parse", "HEAD:metrix_tf"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return None if dirty else tree
+        return {"commit": "unknown (not a git checkout)", "code_tree": None}
+    return {"commit": commit + ("-dirty" if dirty else ""), "code_tree": None if dirty else tree}
 
 
 def same_code(a, b):
@@ -602,30 +591,22 @@ def main():
         for dataset in args.datasets:
             for directory in list(finished_cells(os.path.join(args.root, dataset))):
                 evaluate_last(directory, log)
-    elif args.protocol and not args.report_only:
+    elif not args.report_only:
         for dataset in args.datasets:
             for seed in args.seeds:
-                for loss in PROTOCOL_LOSSES:
-                    for level, tag, settings in protocol_cells(dataset, loss):
+                for loss in (PROTOCOL_LOSSES if args.protocol else args.losses):
+                    if args.protocol:
+                        cells = protocol_cells(dataset, loss)
+                    else:
+                        cells = [(level, args.tag if level != "none" or args.set
+                                  else args.baseline_tag, args.set) for level in args.levels]
+                    for level, tag, settings in cells:
                         cell = (dataset, loss, level, tag, seed)
                         finished = read_cell(cell_dir(args.results, *cell))
                         check_recipe(finished, dataset, loss, settings, cell_dir(args.results, *cell))
                         if finished is None:
                             run_cell(cell_dir(args.root, *cell), dataset, loss, level, seed,
                                      settings, log)
-                            archive(args.root, args.results)
-    elif not args.report_only:
-        for dataset in args.datasets:
-            for seed in args.seeds:
-                for loss in args.losses:
-                    for level in args.levels:
-                        tag = args.tag if level != "none" or args.set else args.baseline_tag
-                        cell = (dataset, loss, level, tag, seed)
-                        finished = read_cell(cell_dir(args.results, *cell))
-                        check_recipe(finished, dataset, loss, args.set, cell_dir(args.results, *cell))
-                        if finished is None:
-                            run_cell(cell_dir(args.root, *cell), dataset, loss, level, seed,
-                                     args.set, log)
                             archive(args.root, args.results)
     archive(args.root, args.results)
     configs = [(level, "") for level in LEVELS]
