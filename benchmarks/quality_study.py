@@ -113,6 +113,10 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     path = os.path.join(workdir, TIMES_FILE)
     record = _read_json(path, {"seconds": 0.0})
     record["seconds"] += time.time() - start
+    # Minutes per run only compare on one kind of machine: each session's.
+    machines = record.setdefault("machines", [])
+    if not machines or machines[-1] != machine():
+        machines.append(machine())
     for key, value in code_version().items():
         record.setdefault(key, value)
     record.setdefault("settings", list(settings))
@@ -187,6 +191,19 @@ def code_version():
     return {"commit": commit + ("-dirty" if dirty else ""), "code_tree": None if dirty else tree}
 
 
+def machine():
+    """The machine a cell ran on, for its minutes: CPU model and core count
+    ("AMD EPYC x2")."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model} x{os.cpu_count()}"
+
+
 def same_code(a, b):
     """Whether two cells ran the same metrix_tf: the same tree when both
     recorded one, else the same commit."""
@@ -243,6 +260,7 @@ def read_cell(workdir):
         "seconds", results.get("seconds_this_session", float("nan")))
     row["minutes"] = seconds / 60
     record = _read_json(os.path.join(workdir, TIMES_FILE), {})
+    row["machines"] = tuple(record.get("machines", ["not recorded"]))
     row["commit"] = record.get("commit", "?")
     row["code_tree"] = record.get("code_tree")
     # The --set flags other than Metrix's (cells from before they were
@@ -312,7 +330,7 @@ def report(root, datasets, losses, configs, seeds):
     for dataset in datasets:
         table = ["| loss | method | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |",
                  "|---|---|---|" + "---|" * len(COLUMNS)]
-        diffs = []
+        diffs, machines = [], {}
         for loss in losses:
             baselines = baseline_cells(root, dataset, loss, seeds)
             for level, tag in configs:
@@ -325,6 +343,9 @@ def report(root, datasets, losses, configs, seeds):
                 row = [_mean_std([cells[s][key] for s in done], 1 if key == "minutes" else 3)
                        for _, key in COLUMNS]
                 table.append(f"| {loss} | {name} | {','.join(map(str, done))} | " + " | ".join(row) + " |")
+                for seed in done:
+                    for m in cells[seed]["machines"]:
+                        machines[m] = machines.get(m, 0) + 1
                 entry = {"loss": loss, "level": level, "tag": tag, "name": name,
                          "recall@1": {s: cells[s]["recall@1"] for s in done},
                          "history": cells[done[0]]["history"], "paired": {}}
@@ -351,6 +372,9 @@ def report(root, datasets, losses, configs, seeds):
         if len(table) == 2:
             continue
         lines += [f"### {dataset}: unseen classes, mean ± std over seeds", ""] + table + [""]
+        lines += ["min/run was measured on: " + "; ".join(
+            f"{m} ({n} cell{'s' if n > 1 else ''})" for m, n in sorted(machines.items()))
+            + " (a cell resumed on another machine counts once for each).", ""]
         if diffs:
             lines += [f"Paired difference Metrix - baseline, unseen Recall@1 per seed ({dataset}); "
                       "last column: mean paired difference of validation MAP@R", "",
