@@ -59,6 +59,7 @@ choice reads it, and these cells never enter the study's tables.
 """
 
 import argparse
+import collections
 import json
 import os
 import shutil
@@ -114,9 +115,9 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     record = _read_json(path, {"seconds": 0.0})
     record["seconds"] += time.time() - start
     # Minutes per run only compare on one kind of machine: each session's.
-    machines = record.setdefault("machines", [])
-    if not machines or machines[-1] != machine():
-        machines.append(machine())
+    machines, here = record.setdefault("machines", []), machine()
+    if not machines or machines[-1] != here:
+        machines.append(here)
     for key, value in code_version().items():
         record.setdefault(key, value)
     record.setdefault("settings", list(settings))
@@ -256,10 +257,9 @@ def read_cell(workdir):
     row["val_map@r"] = last.get("val_map@r", float("nan"))
     row["best_val_map@r"] = max((h.get("val_map@r", float("nan")) for h in history),
                                 default=float("nan"))
-    seconds = _read_json(os.path.join(workdir, TIMES_FILE), {}).get(
-        "seconds", results.get("seconds_this_session", float("nan")))
-    row["minutes"] = seconds / 60
     record = _read_json(os.path.join(workdir, TIMES_FILE), {})
+    seconds = record.get("seconds", results.get("seconds_this_session", float("nan")))
+    row["minutes"] = seconds / 60
     row["machines"] = tuple(record.get("machines", ["not recorded"]))
     row["commit"] = record.get("commit", "?")
     row["code_tree"] = record.get("code_tree")
@@ -330,7 +330,7 @@ def report(root, datasets, losses, configs, seeds):
     for dataset in datasets:
         table = ["| loss | method | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |",
                  "|---|---|---|" + "---|" * len(COLUMNS)]
-        diffs, machines = [], {}
+        diffs, machines = [], collections.Counter()
         for loss in losses:
             baselines = baseline_cells(root, dataset, loss, seeds)
             for level, tag in configs:
@@ -344,8 +344,7 @@ def report(root, datasets, losses, configs, seeds):
                        for _, key in COLUMNS]
                 table.append(f"| {loss} | {name} | {','.join(map(str, done))} | " + " | ".join(row) + " |")
                 for seed in done:
-                    for m in cells[seed]["machines"]:
-                        machines[m] = machines.get(m, 0) + 1
+                    machines.update(cells[seed]["machines"])
                 entry = {"loss": loss, "level": level, "tag": tag, "name": name,
                          "recall@1": {s: cells[s]["recall@1"] for s in done},
                          "history": cells[done[0]]["history"], "paired": {}}

@@ -235,6 +235,7 @@ def test_a_cell_records_each_machine_it_ran_on_and_the_report_names_them(study, 
     monkeypatch.setattr(study.subprocess, "run", lambda command, **k: Done()
                         if "metrix_tf.programs.train" in command else real_run(command, **k))
     workdir = str(tmp_path / "d" / "contrastive" / "none" / "seed0")
+    write_cell(workdir, recall=0.8, selected=3)  # its figures; run_cell adds the machines
     monkeypatch.setattr(study, "machine", lambda: "CPU A x2")
     study.run_cell(workdir, "builtin", "contrastive", "none", 0, [], lambda _: None)
     study.run_cell(workdir, "builtin", "contrastive", "none", 0, [], lambda _: None)  # resumed
@@ -242,10 +243,6 @@ def test_a_cell_records_each_machine_it_ran_on_and_the_report_names_them(study, 
     study.run_cell(workdir, "builtin", "contrastive", "none", 0, [], lambda _: None)  # elsewhere
     with open(os.path.join(workdir, "study_seconds.json")) as f:
         assert json.load(f)["machines"] == ["CPU A x2", "CPU B x2"]
-    write_cell(tmp_path / "d" / "contrastive" / "none" / "seed1", recall=0.8, selected=3)
-    for name in ("results.json", "history.json"):
-        os.replace(tmp_path / "d" / "contrastive" / "none" / "seed1" / name,
-                   os.path.join(workdir, name))
     text, _ = study.report(str(tmp_path), ["d"], ["contrastive"], [("none", "")], [0])
     assert "min/run was measured on: CPU A x2 (1 cell); CPU B x2 (1 cell)" in text
 
