@@ -223,13 +223,19 @@ def finished_cells(root):
 
 
 def archive(root, results):
-    """Copies the figures of every finished cell under `root` to `results`."""
+    """Copies the figures of every finished cell under `root` to `results`.
+
+    `results` is the record: a file archived once is never replaced (a
+    finished cell is never run again, and `--evaluate-last` adds a file of
+    its own), so a note added there by hand survives later runs from a
+    `root` that still holds the cell's workdir."""
     for directory in finished_cells(root):
         target = os.path.join(results, os.path.relpath(directory, root))
         os.makedirs(target, exist_ok=True)
         for name in CELL_FILES:
-            if os.path.exists(os.path.join(directory, name)):
-                shutil.copyfile(os.path.join(directory, name), os.path.join(target, name))
+            source, copy = os.path.join(directory, name), os.path.join(target, name)
+            if os.path.exists(source) and not os.path.exists(copy):
+                shutil.copyfile(source, copy)
 
 
 def _read_json(path, default=None):

@@ -160,6 +160,21 @@ def test_finished_cells_skip_a_left_over_copy_of_evaluate_last(study, tmp_path):
         os.path.join("d", "l", "feature", "seed0"), os.path.join("d", "l", "none", "seed0")]
 
 
+def test_archive_adds_new_files_but_keeps_what_the_results_already_hold(study, tmp_path):
+    cell = os.path.join("d", "l", "feature", "seed0")
+    write_cell(tmp_path / "root" / cell, recall=0.8, selected=3)
+    study.archive(str(tmp_path / "root"), str(tmp_path / "results"))
+    times = tmp_path / "results" / cell / study.TIMES_FILE
+    record = json.loads(times.read_text())
+    record["note"] = "added by hand"
+    times.write_text(json.dumps(record))
+    (tmp_path / "root" / cell / study.LAST_FILE).write_text("{}")  # --evaluate-last's file
+    study.archive(str(tmp_path / "root"), str(tmp_path / "results"))
+    assert json.loads(times.read_text())["note"] == "added by hand"
+    assert (tmp_path / "results" / cell / study.LAST_FILE).read_text() == "{}"
+    assert (tmp_path / "results" / cell / "history.json").exists()
+
+
 def test_the_plots_show_the_tables_paired_differences(study, tmp_path):
     root = tmp_path / "results"
     base = root / "d" / "contrastive"
