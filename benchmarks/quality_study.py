@@ -97,6 +97,11 @@ def cell_dir(root, dataset, loss, level, tag, seed):
     return os.path.join(root, dataset, loss, name, f"seed{seed}")
 
 
+# How often a running cell's time is saved: a session cut off mid-cell (the
+# machine taken back) loses at most this much of it from the minutes per run.
+SAVE_SECONDS_EVERY = 60
+
+
 def run_cell(workdir, dataset, loss, level, seed, settings, log):
     """Runs (or resumes) one cell; returns False when it failed."""
     command = [
@@ -106,27 +111,44 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     ] + [f"--{s}" for s in settings]
     os.makedirs(workdir, exist_ok=True)
     log(f"running: {' '.join(command[2:])}")
-    start = time.time()
-    with open(os.path.join(workdir, "study.log"), "a") as out:
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
-    # Accumulated over resumed sessions: the run's own figure covers only
-    # its last session. The code's commit: pairs are only compared within one.
+    # Accumulated over resumed sessions (the run's own figure covers only
+    # its last session), and saved while the run goes, so that a session
+    # killed with it keeps its time too.
     path = os.path.join(workdir, TIMES_FILE)
-    record = _read_json(path, {"seconds": 0.0})
-    record["seconds"] += time.time() - start
+    earlier = _read_json(path, {"seconds": 0.0})["seconds"]
+    version, start = code_version(), time.time()
+    with open(os.path.join(workdir, "study.log"), "a") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+        while True:
+            try:
+                code = process.wait(timeout=SAVE_SECONDS_EVERY)
+                break
+            except subprocess.TimeoutExpired:
+                _record_time(path, earlier + time.time() - start, version, dataset, loss,
+                             settings)
+    _record_time(path, earlier + time.time() - start, version, dataset, loss, settings)
+    if code:
+        log(f"FAILED (exit {code}): see {os.path.join(workdir, 'study.log')}")
+    return code == 0
+
+
+def _record_time(path, seconds, version, dataset, loss, settings):
+    """Writes a cell's seconds so far, its machines, code and settings, whole."""
+    record = _read_json(path, {})
+    record["seconds"] = seconds
     # Minutes per run only compare on one kind of machine: each session's.
     machines, here = record.setdefault("machines", []), machine()
     if not machines or machines[-1] != here:
         machines.append(here)
-    for key, value in code_version().items():
+    # The code's commit: pairs are only compared within one.
+    for key, value in version.items():
         record.setdefault(key, value)
     record.setdefault("settings", list(settings))
     record.setdefault("recipe", effective_recipe(dataset, loss, settings))
-    with open(path, "w") as f:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
         json.dump(record, f)
-    if code:
-        log(f"FAILED (exit {code}): see {os.path.join(workdir, 'study.log')}")
-    return code == 0
+    os.replace(tmp, path)
 
 
 LAST_FILE = "results_last.json"

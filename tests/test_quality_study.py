@@ -241,14 +241,23 @@ def test_a_report_of_other_data_sets_has_files_of_its_own(study):
     assert study.output_suffix(["builtin"]) == "_builtin"
 
 
+def fake_trainer(monkeypatch, study, trainer):
+    """Runs `trainer` in place of metrix_tf.programs.train; git (code_version) still runs."""
+    real = study.subprocess.Popen
+    monkeypatch.setattr(study.subprocess, "Popen", lambda command, **kwargs: trainer(command)
+                        if "metrix_tf.programs.train" in command else real(command, **kwargs))
+
+
 def test_a_cell_records_each_machine_it_ran_on_and_the_report_names_them(study, tmp_path,
                                                                          monkeypatch):
-    class Done:
-        returncode = 0
+    class Done:  # the trainer, not run
+        def __init__(self, command, **kwargs):
+            pass
 
-    real_run = study.subprocess.run  # git (code_version) runs; the trainer does not
-    monkeypatch.setattr(study.subprocess, "run", lambda command, **k: Done()
-                        if "metrix_tf.programs.train" in command else real_run(command, **k))
+        def wait(self, timeout=None):
+            return 0
+
+    fake_trainer(monkeypatch, study, Done)
     workdir = str(tmp_path / "d" / "contrastive" / "none" / "seed0")
     write_cell(workdir, recall=0.8, selected=3)  # its figures; run_cell adds the machines
     monkeypatch.setattr(study, "machine", lambda: "CPU A x2")
@@ -260,6 +269,37 @@ def test_a_cell_records_each_machine_it_ran_on_and_the_report_names_them(study, 
         assert json.load(f)["machines"] == ["CPU A x2", "CPU B x2"]
     text, _ = study.report(str(tmp_path), ["d"], ["contrastive"], [("none", "")], [0])
     assert "min/run was measured on: CPU A x2 (1 cell); CPU B x2 (1 cell)" in text
+
+
+def test_a_cells_time_is_saved_while_it_runs_so_a_killed_session_keeps_it(study, tmp_path,
+                                                                           monkeypatch):
+    workdir = tmp_path / "d" / "contrastive" / "none" / "seed0"
+    times = workdir / study.TIMES_FILE
+    workdir.mkdir(parents=True)
+    times.write_text(json.dumps({"seconds": 1000.0, "note": "kept"}))  # an earlier session
+    clock = iter(range(0, 10_000, 60))  # each reading of the clock: a minute later
+    monkeypatch.setattr(study.time, "time", lambda: float(next(clock)))
+    seen = []
+
+    class Slow:  # the trainer: still running at its first two waits
+        def __init__(self, command, **kwargs):
+            self.waits = 0
+
+        def wait(self, timeout=None):
+            assert timeout == study.SAVE_SECONDS_EVERY
+            self.waits += 1
+            if self.waits <= 2:
+                raise study.subprocess.TimeoutExpired("train", timeout)
+            seen.append(json.loads(times.read_text())["seconds"])
+            return 0
+
+    fake_trainer(monkeypatch, study, Slow)
+    assert study.run_cell(str(workdir), "builtin", "contrastive", "none", 0, [], lambda _: None)
+    # Start at 0; saved at 60 and 120 while it ran (a kill then keeps 1120); the end at 180.
+    assert seen == [1120.0]
+    record = json.loads(times.read_text())
+    assert record["seconds"] == 1180.0 and record["note"] == "kept"
+    assert record["machines"] == [study.machine()] and not os.path.exists(f"{times}.tmp")
 
 
 def test_machine_names_the_cpu_and_its_cores(study):
