@@ -85,6 +85,7 @@ from metrix_tf.training.train_config import LEVELS  # noqa: E402  ("none" first)
 from metrix_tf.training.train_config import LOSSES  # noqa: E402  (the loss registry)
 from metrix_tf.training.train_config import recipe  # noqa: E402  (data set + loss recipes)
 from metrix_tf.training import train_config  # noqa: E402  (TrainConfig's defaults)
+from metrix_tf.training.run_state import write_atomically  # noqa: E402
 
 DATASETS = ("builtin_large", "builtin")  # the default: built here, no install
 # icons: the apt-get line of README "Icons data set" first.
@@ -113,10 +114,13 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
     log(f"running: {' '.join(command[2:])}")
     # Accumulated over resumed sessions (the run's own figure covers only
     # its last session), and saved while the run goes, so that a session
-    # killed with it keeps its time too.
+    # killed with it keeps its time too. The code's commit: pairs are only
+    # compared within one.
     path = os.path.join(workdir, TIMES_FILE)
     earlier = _read_json(path, {"seconds": 0.0})["seconds"]
-    version, start = code_version(), time.time()
+    fixed = {**code_version(), "settings": list(settings),
+             "recipe": effective_recipe(dataset, loss, settings)}
+    here, start = machine(), time.time()
     with open(os.path.join(workdir, "study.log"), "a") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
         while True:
@@ -124,31 +128,25 @@ def run_cell(workdir, dataset, loss, level, seed, settings, log):
                 code = process.wait(timeout=SAVE_SECONDS_EVERY)
                 break
             except subprocess.TimeoutExpired:
-                _record_time(path, earlier + time.time() - start, version, dataset, loss,
-                             settings)
-    _record_time(path, earlier + time.time() - start, version, dataset, loss, settings)
+                _record_time(path, earlier + time.time() - start, here, fixed)
+    _record_time(path, earlier + time.time() - start, here, fixed)
     if code:
         log(f"FAILED (exit {code}): see {os.path.join(workdir, 'study.log')}")
     return code == 0
 
 
-def _record_time(path, seconds, version, dataset, loss, settings):
-    """Writes a cell's seconds so far, its machines, code and settings, whole."""
+def _record_time(path, seconds, here, fixed):
+    """Writes a cell's seconds so far, adds machine `here` to its machines and
+    `fixed` (code, settings, recipe) where the record lacks them; whole."""
     record = _read_json(path, {})
     record["seconds"] = seconds
     # Minutes per run only compare on one kind of machine: each session's.
-    machines, here = record.setdefault("machines", []), machine()
+    machines = record.setdefault("machines", [])
     if not machines or machines[-1] != here:
         machines.append(here)
-    # The code's commit: pairs are only compared within one.
-    for key, value in version.items():
+    for key, value in fixed.items():
         record.setdefault(key, value)
-    record.setdefault("settings", list(settings))
-    record.setdefault("recipe", effective_recipe(dataset, loss, settings))
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps(record))
 
 
 LAST_FILE = "results_last.json"

@@ -299,7 +299,8 @@ def test_a_cells_time_is_saved_while_it_runs_so_a_killed_session_keeps_it(study,
     assert seen == [1120.0]
     record = json.loads(times.read_text())
     assert record["seconds"] == 1180.0 and record["note"] == "kept"
-    assert record["machines"] == [study.machine()] and not os.path.exists(f"{times}.tmp")
+    assert record["machines"] == [study.machine()]
+    assert sorted(p.name for p in workdir.iterdir()) == ["study.log", study.TIMES_FILE]  # no .tmp
 
 
 def test_machine_names_the_cpu_and_its_cores(study):
