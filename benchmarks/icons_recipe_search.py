@@ -33,6 +33,9 @@ COMMON = [
     "--backbone=efficientnet_lite0", "--backbone_weights=imagenet", "--freeze_batchnorm",
     "--embedding_dim=512", "--batch_size=100", "--images_per_class=4",
     "--validation_fraction=0.2", "--seen_classes=138", "--select_by=last", "--noexport",
+    # The candidates ran without head warm-up; proxy anchor's recipe now has
+    # it (LOSS_RECIPES), so a candidate that wants it says so.
+    "--warmup_epochs=0",
 ]
 
 # name -> flags; a note says what each one tried and what it showed.

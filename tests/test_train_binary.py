@@ -463,5 +463,11 @@ def test_icons_recipe_is_a_valid_pretrained_config():
         assert getattr(config, name) == value, name
     assert (config.backbone, config.backbone_weights, config.freeze_batchnorm) == (
         "efficientnet_lite0", "imagenet", True)
-    proxy = TrainConfig.for_dataset("icons", loss="proxy_anchor")
-    assert proxy.learning_rate == LOSS_RECIPES["icons"]["proxy_anchor"]["learning_rate"]
+    proxy = TrainConfig.for_dataset("icons", loss="proxy_anchor").validate()
+    assert (proxy.learning_rate, proxy.warmup_epochs) == (2e-4, 2)  # docs/quality.md "Icons"
+    assert set(LOSS_RECIPES["icons"]) == {"proxy_anchor"}
+    for loss in ("contrastive", "multi_similarity"):
+        other = TrainConfig.for_dataset("icons", loss=loss)
+        assert (other.learning_rate, other.warmup_epochs) == (3e-4, 0), loss
+    # An explicit flag still wins over the loss's recipe.
+    assert TrainConfig.for_dataset("icons", loss="proxy_anchor", warmup_epochs=0).warmup_epochs == 0
