@@ -471,3 +471,8 @@ def test_icons_recipe_is_a_valid_pretrained_config():
         assert (other.learning_rate, other.warmup_epochs) == (3e-4, 0), loss
     # An explicit flag still wins over the loss's recipe.
     assert TrainConfig.for_dataset("icons", loss="proxy_anchor", warmup_epochs=0).warmup_epochs == 0
+    # A short run the recipe's warm-up does not fit says where the warm-up came from.
+    with pytest.raises(ValueError, match=r"icons recipe of --loss=proxy_anchor.*--warmup_epochs=0"):
+        TrainConfig.for_dataset("icons", loss="proxy_anchor", epochs=2).validate()
+    with pytest.raises(ValueError, match=r"smaller than --epochs \(2\)$"):
+        TrainConfig.for_dataset("icons", loss="contrastive", epochs=2, warmup_epochs=3).validate()

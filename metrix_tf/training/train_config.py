@@ -355,9 +355,12 @@ class TrainConfig:
                 f"Received: --validation_fraction={self.validation_fraction}"
             )
         if self.warmup_epochs >= self.epochs and self.warmup_epochs:
+            implied = recipe(self.dataset, self.loss).get("warmup_epochs") == self.warmup_epochs
             raise ValueError(
                 f"--warmup_epochs ({self.warmup_epochs}) must be smaller than "
                 f"--epochs ({self.epochs})"
+                + (f" (the {self.dataset} recipe of --loss={self.loss} sets --warmup_epochs; "
+                   "pass --warmup_epochs=0 to train without it)" if implied else "")
             )
         if any(e < 1 for e in self.decay_epochs()):
             raise ValueError(f"--lr_decay_epochs must be epochs >= 1. Received: {self.lr_decay_epochs!r}")
